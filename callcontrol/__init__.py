@@ -1,0 +1,1 @@
+"""callcontrol: call-control engine for DID providers running Asterisk (ARI / Stasis)."""

@@ -1,0 +1,143 @@
+"""The one settings object of callcontrol.
+
+Read once at start-up from ``CALLCONTROL_*`` environment variables (nested parts
+with ``__``, e.g. ``CALLCONTROL_ARI__URL``) and optionally a TOML file named by
+``CALLCONTROL_CONFIG``; validated and frozen. Each component receives only its
+own part (``settings.ari``, ``settings.database`` ...), never the whole object.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AriSettings(_Part):
+    url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8088")
+    username: str = "callcontrol"
+    password: SecretStr = SecretStr("callcontrol")
+    app: str = Field(default="callcontrol", pattern=r"^[A-Za-z0-9_.-]+$")
+    reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
+
+
+class AmiSettings(_Part):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "callcontrol"
+    password: SecretStr = SecretStr("callcontrol")
+
+
+class DatabaseSettings(_Part):
+    url: str = "sqlite+aiosqlite:///./var/callcontrol.db"
+    echo: bool = False
+
+
+class SmtpSettings(_Part):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=1, le=65535)
+    sender: str = "voicemail@callcontrol.invalid"
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class HttpSettings(_Part):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class MediaSettings(_Part):
+    """Where greetings and voicemail live.
+
+    ``root`` is the folder as the engine sees it; ``asterisk_root`` the same folder
+    as Asterisk sees it (inside the chroot or container). Asterisk plays
+    ``sound:<asterisk_root>/<file without .wav>``.
+    """
+
+    root: Path = Path("./var/media")
+    asterisk_root: Path | None = None
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=44)
+
+    def asterisk_path(self, relative: str) -> str:
+        base = self.asterisk_root if self.asterisk_root is not None else self.root.resolve()
+        return str(base / relative)
+
+
+class CallSettings(_Part):
+    """Call-handling knobs that are not per-number data."""
+
+    pstn_endpoint: str = "callcontrol-pstn"
+    external_endpoint: str = "callcontrol-external"
+    default_ring_timeout_s: int = Field(default=20, ge=5, le=300)
+    voicemail_max_seconds: int = Field(default=120, ge=5, le=3600)
+    voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
+    pstn_low_credit_warning_s: int = Field(default=30, ge=0)
+
+
+class BillingSettings(_Part):
+    grace_days: int = Field(default=30, ge=0)
+    reminder_days: int = Field(default=3, ge=0)
+    run_at_hour_utc: int = Field(default=3, ge=0, le=23)
+
+
+Environment = Literal["development", "production", "test"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLCONTROL_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    environment: Environment = "development"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    ari: AriSettings = AriSettings()
+    ami: AmiSettings = AmiSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    http: HttpSettings = HttpSettings()
+    media: MediaSettings = MediaSettings()
+    calls: CallSettings = CallSettings()
+    billing: BillingSettings = BillingSettings()
+
+
+class SettingsError(Exception):
+    """A bad setting; ``str()`` is one line naming the setting."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return "CALLCONTROL_" + "__".join(str(p).upper() for p in loc)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate settings; raise SettingsError with a one-line message."""
+    file_values: dict[str, Any] = {}
+    config_path = os.environ.get("CALLCONTROL_CONFIG")
+    if config_path:
+        try:
+            file_values = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"CALLCONTROL_CONFIG={config_path}: {exc}") from exc
+    try:
+        return Settings(**{**file_values, **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _env_name(tuple(first["loc"]))
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SettingsError(
+            f"bad setting {where}={first.get('input')!r}: {first['msg']}{more}"
+        ) from exc

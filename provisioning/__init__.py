@@ -1,0 +1,1 @@
+"""Writes Asterisk pjsip objects (SIP accounts, trunks) from the callcontrol database."""
