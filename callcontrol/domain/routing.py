@@ -1,0 +1,231 @@
+"""Routing an inbound call: DID facts in, a plan out.
+
+``decide_inbound`` is a pure function: given what the database knows about the
+dialled number (a ``NumberSnapshot``, or ``None`` when the DID is unknown) and
+the time, it returns either a ``Reject`` (with the Q.850 cause the caller will
+hear as a SIP code) or a ``ForwardingPlan``. Rules kept here:
+
+- unknown DIDs and numbers not in service (available, reserved, pending,
+  disconnected, a test number whose hour is over) are rejected as unallocated
+  (Q.850 1 -> SIP 404);
+- ``sms-once`` numbers take no calls (also Q.850 1: it is not a voice number);
+- a suspended number, or an owner whose balance is below zero, is rejected
+  distinctly: Q.850 21 "call rejected" -> SIP 403, so a caller (or a carrier's
+  monitoring) can tell "not paid" from "no such number";
+- PSTN destinations need a positive balance; with a balance <= 0 they are
+  skipped (SIP destinations stay free); a dialled PSTN leg carries the number
+  of seconds the balance pays for, so the bridge can be capped;
+- no destination and no voicemail -> Q.850 19 (no answer -> SIP 480).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from callcontrol.domain.vocabulary import (
+    DestinationType,
+    ForwardingMode,
+    NumberKind,
+    NumberState,
+)
+
+CAUSE_UNALLOCATED = 1  # -> SIP 404
+CAUSE_NORMAL_CLEARING = 16
+CAUSE_USER_BUSY = 17  # -> SIP 486
+CAUSE_NO_USER_RESPONSE = 18  # -> SIP 408
+CAUSE_NO_ANSWER = 19  # -> SIP 480
+CAUSE_CALL_REJECTED = 21  # -> SIP 403
+CAUSE_ANSWERED_ELSEWHERE = 26
+CAUSE_CONGESTION = 34  # -> SIP 503
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationFacts:
+    position: int
+    type: DestinationType
+    target: str
+    ring_timeout_s: int
+    # Only for PSTN: the per-minute rate for this target, None when no rate matches.
+    rate_per_minute_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NumberSnapshot:
+    """What the call path needs to know about a DID, read in one query."""
+
+    number_id: int
+    account_id: int | None
+    e164: str
+    kind: NumberKind
+    state: NumberState
+    balance_minor: int
+    currency: str
+    test_expires_at: datetime | None = None
+    greeting_media: str | None = None  # Asterisk media URI, e.g. sound:/srv/.../greeting
+    voicemail_enabled: bool = False
+    voicemail_greeting_media: str | None = None
+    mode: ForwardingMode = ForwardingMode.SEQUENTIAL
+    destinations: tuple[DestinationFacts, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointNames:
+    """The pjsip endpoints legs go through (from settings)."""
+
+    external: str = "callcontrol-external"
+    pstn: str = "callcontrol-pstn"
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    cause: int
+    reason: str  # machine-readable: unknown_number, suspended, not_voice, no_destination
+    announcement: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedLeg:
+    position: int
+    type: DestinationType
+    target: str
+    endpoint: str  # the ARI endpoint string for POST /channels/create
+    ring_timeout_s: int
+    skipped: bool = False  # PSTN without credit or without a rate
+    max_talk_s: int | None = None  # PSTN: seconds the balance pays for
+    rate_per_minute_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailPlan:
+    greeting_media: str
+    max_seconds: int
+    max_silence_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingPlan:
+    number_id: int
+    account_id: int | None
+    did: str
+    mode: ForwardingMode
+    legs: tuple[PlannedLeg, ...]
+    greeting_media: str | None = None
+    voicemail: VoicemailPlan | None = None
+    currency: str = "EUR"
+    balance_minor: int = 0
+    caller_id: str | None = None
+
+    @property
+    def dialable_legs(self) -> tuple[PlannedLeg, ...]:
+        return tuple(leg for leg in self.legs if not leg.skipped)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    endpoints: EndpointNames = field(default_factory=EndpointNames)
+    default_voicemail_greeting: str = "sound:vm-intro"
+    voicemail_max_seconds: int = 120
+    voicemail_max_silence_seconds: int = 5
+    suspended_announcement: str | None = None
+
+
+Decision = Reject | ForwardingPlan
+
+
+def decide_inbound(
+    snapshot: NumberSnapshot | None,
+    *,
+    caller_id: str | None,
+    now: datetime,
+    policy: RoutingPolicy,
+) -> Decision:
+    if snapshot is None:
+        return Reject(CAUSE_UNALLOCATED, "unknown_number")
+    if snapshot.kind is not NumberKind.VOICE:
+        return Reject(CAUSE_UNALLOCATED, "not_voice")
+    admission = _admission(snapshot, now)
+    if admission is not None:
+        return admission
+    legs = tuple(
+        _plan_leg(d, snapshot.balance_minor, policy.endpoints) for d in snapshot.destinations
+    )
+    voicemail = None
+    if snapshot.voicemail_enabled:
+        voicemail = VoicemailPlan(
+            greeting_media=snapshot.voicemail_greeting_media or policy.default_voicemail_greeting,
+            max_seconds=policy.voicemail_max_seconds,
+            max_silence_seconds=policy.voicemail_max_silence_seconds,
+        )
+    if voicemail is None and not any(not leg.skipped for leg in legs):
+        return Reject(CAUSE_NO_ANSWER, "no_destination")
+    return ForwardingPlan(
+        number_id=snapshot.number_id,
+        account_id=snapshot.account_id,
+        did=snapshot.e164,
+        mode=snapshot.mode,
+        legs=legs,
+        greeting_media=snapshot.greeting_media,
+        voicemail=voicemail,
+        currency=snapshot.currency,
+        balance_minor=snapshot.balance_minor,
+        caller_id=caller_id,
+    )
+
+
+def _admission(snapshot: NumberSnapshot, now: datetime) -> Reject | None:
+    state = snapshot.state
+    if state is NumberState.TESTING:
+        if snapshot.test_expires_at is None or snapshot.test_expires_at <= now:
+            return Reject(CAUSE_UNALLOCATED, "test_expired")
+        return None
+    if state is NumberState.SUSPENDED:
+        return Reject(CAUSE_CALL_REJECTED, "suspended")
+    if state is not NumberState.ACTIVE:
+        return Reject(CAUSE_UNALLOCATED, "not_in_service")
+    if snapshot.balance_minor < 0:
+        return Reject(CAUSE_CALL_REJECTED, "suspended")
+    return None
+
+
+def _plan_leg(dest: DestinationFacts, balance_minor: int, endpoints: EndpointNames) -> PlannedLeg:
+    endpoint = leg_endpoint(dest.type, dest.target, endpoints)
+    if dest.type is not DestinationType.PSTN:
+        return PlannedLeg(dest.position, dest.type, dest.target, endpoint, dest.ring_timeout_s)
+    rate = dest.rate_per_minute_minor
+    if balance_minor <= 0 or rate is None:
+        return PlannedLeg(
+            dest.position, dest.type, dest.target, endpoint, dest.ring_timeout_s, skipped=True
+        )
+    return PlannedLeg(
+        dest.position,
+        dest.type,
+        dest.target,
+        endpoint,
+        dest.ring_timeout_s,
+        max_talk_s=max_talk_seconds(balance_minor, rate),
+        rate_per_minute_minor=rate,
+    )
+
+
+def max_talk_seconds(balance_minor: int, rate_per_minute_minor: int) -> int:
+    """Whole seconds of talk the balance pays for at a per-second-billed rate."""
+    if balance_minor <= 0:
+        return 0
+    if rate_per_minute_minor <= 0:
+        return 24 * 3600
+    return (balance_minor * 60) // rate_per_minute_minor
+
+
+def leg_endpoint(kind: DestinationType, target: str, endpoints: EndpointNames) -> str:
+    """The ARI endpoint for a destination (targets are validated when stored)."""
+    if kind is DestinationType.SIP_ACCOUNT:
+        return f"PJSIP/{target}"
+    if kind is DestinationType.PSTN:
+        return f"PJSIP/{target}@{endpoints.pstn}"
+    if kind is DestinationType.SIP_URI:
+        uri = target if target.startswith(("sip:", "sips:")) else f"sip:{target}"
+        return f"PJSIP/{endpoints.external}/{uri}"
+    # IP: the customer's own server; the target is sip:number@ip[:port] or ip[:port].
+    uri = target if target.startswith("sip:") else f"sip:{target}"
+    return f"PJSIP/{endpoints.external}/{uri}"
