@@ -272,7 +272,7 @@ class InboundCall:
 
     def _on_leg_answered(self, event: ev.LegAnswered) -> list[Command]:
         leg = self.legs.get(event.position)
-        if leg is None or leg.ended_at is not None:
+        if leg is None or leg.ended_at is not None or leg is self.winner:
             return []
         if self.phase is not Phase.RINGING or leg.outcome is not None:
             # Too late: another leg won, or this one was given up on.

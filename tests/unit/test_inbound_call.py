@@ -227,3 +227,10 @@ def test_events_after_the_end_are_ignored() -> None:
     c.handle(ev.CallerHungUp(16, at(1)))
     assert c.handle(ev.LegAnswered(1, at(2))) == []
     assert c.handle(ev.TimerFired("leg1", at(10))) == []
+
+
+def test_a_repeated_answer_event_of_the_winner_changes_nothing() -> None:
+    c = call()
+    c.start()
+    c.handle(ev.LegAnswered(1, at(1)))
+    assert c.handle(ev.LegAnswered(1, at(1.01))) == []

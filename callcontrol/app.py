@@ -1,0 +1,126 @@
+"""The composition root: every component is built and wired here, once.
+
+Each resource is an aiohttp ``cleanup_ctx`` (opened in order, closed in
+reverse): the database engine, the HTTP client session to Asterisk, the call
+engine (dispatcher + ARI event stream). Components get their collaborators as
+keyword arguments; nothing is a module-level singleton.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from callcontrol.ari import events as ari_events
+from callcontrol.ari.client import AriClient
+from callcontrol.ari.events import AriEvent
+from callcontrol.ari.stream import AriEventStream
+from callcontrol.db.engine import create_engine, session_factory
+from callcontrol.domain.routing import EndpointNames, RoutingPolicy
+from callcontrol.engine.call_runner import CallRunner
+from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.supervisor import TaskSupervisor
+from callcontrol.engine.translate import WANTED_EVENTS
+from callcontrol.keys import DB_ENGINE, ENGINE, HTTP_CLIENT, SESSIONS, SETTINGS, CallEngine
+from callcontrol.notify.mailer import SmtpMailer
+from callcontrol.notify.voicemail import MailingVoicemailBox
+from callcontrol.repositories.cdrs import SqlCallLedger
+from callcontrol.repositories.numbers import SqlNumberDirectory
+from callcontrol.settings import Settings
+from callcontrol.web.health import add_health_routes
+
+log = structlog.get_logger(__name__)
+
+
+def routing_policy(settings: Settings) -> RoutingPolicy:
+    calls = settings.calls
+    return RoutingPolicy(
+        endpoints=EndpointNames(external=calls.external_endpoint, pstn=calls.pstn_endpoint),
+        voicemail_max_seconds=calls.voicemail_max_seconds,
+        voicemail_max_silence_seconds=calls.voicemail_max_silence_seconds,
+    )
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[SETTINGS].database)
+    app[DB_ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=60)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def _call_engine(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    ari_settings = settings.ari
+    base_url = str(ari_settings.url).rstrip("/")
+    password = ari_settings.password.get_secret_value()
+    client = AriClient(
+        app[HTTP_CLIENT], base_url, ari_settings.username, password, ari_settings.app
+    )
+    sessions = app[SESSIONS]
+    directory = SqlNumberDirectory(sessions=sessions, media=settings.media)
+    ledger = SqlCallLedger(sessions=sessions)
+    voicemail = MailingVoicemailBox(
+        sessions=sessions, media_root=settings.media.root, mailer=SmtpMailer(settings.smtp)
+    )
+    policy = routing_policy(settings)
+    calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
+
+    def new_runner(start: ari_events.StasisStart, index: dict[str, CallRunner]) -> CallRunner:
+        return CallRunner(
+            start=start,
+            ari_client=client,
+            directory=directory,
+            ledger=ledger,
+            voicemail=voicemail,
+            policy=policy,
+            jobs=jobs,
+            index=index,
+        )
+
+    dispatcher = Dispatcher(ari_client=client, ledger=ledger, new_runner=new_runner, calls=calls)
+
+    async def on_connected() -> None:
+        await client.set_event_filter(allowed=list(WANTED_EVENTS), disallowed=None)
+        await dispatcher.resync()
+
+    def on_event(event: AriEvent) -> None:
+        dispatcher.on_event(event)
+
+    stream = AriEventStream(
+        app[HTTP_CLIENT],
+        base_url,
+        ari_settings.username,
+        password,
+        ari_settings.app,
+        on_event=on_event,
+        on_connected=on_connected,
+        max_backoff_s=ari_settings.reconnect_max_backoff_s,
+    )
+    engine = CallEngine(dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs)
+    app[ENGINE] = engine
+    stream_task = jobs.spawn(stream.run(), name="ari-events")
+    yield
+    stream_task.cancel()
+    await calls.drain(seconds=2.0)
+    await calls.close()
+    await jobs.drain(seconds=5.0)
+    await jobs.close()
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_database, _http_client, _call_engine])
+    add_health_routes(app)
+    return app

@@ -1,0 +1,95 @@
+"""The ``callcontrol`` command: serve, migrate, seed the demo, run the sandbox.
+
+Settings are loaded (and validated) once here; a bad setting ends the command
+with a one-line error naming it, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from callcontrol.settings import Settings, SettingsError, load_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _with_settings(run: Callable[[argparse.Namespace, Settings], int]) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        return run(args, load_settings())
+
+    return handler
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from callcontrol.app import build_app
+    from callcontrol.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    web.run_app(
+        build_app(settings),
+        host=settings.http.host,
+        port=settings.http.port,
+        print=None,
+        handle_signals=True,
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from callcontrol.db.engine import upgrade
+
+    asyncio.run(upgrade(settings.database))
+    print(f"database at revision head ({settings.database.url})")
+    return 0
+
+
+def _demo_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from callcontrol.demo import seed_demo
+
+    print(asyncio.run(seed_demo(settings)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callcontrol",
+        description="Call-control engine for DID providers running Asterisk (ARI).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the ARI app and the HTTP API")
+    serve.set_defaults(handler=_with_settings(_serve))
+    db = commands.add_parser("db", help="database migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", help="apply migrations up to head").set_defaults(
+        handler=_with_settings(_db_upgrade)
+    )
+    demo = commands.add_parser("demo", help="demo data for the local sandbox")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    demo_commands.add_parser("seed", help="create the demo account and number").set_defaults(
+        handler=_with_settings(_demo_seed)
+    )
+    from callcontrol.sandbox.cli import add_cli as add_sandbox
+
+    add_sandbox(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        load_settings()  # validate before doing anything
+    except SettingsError as exc:
+        print(f"callcontrol: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What the engine needs from the outside world, as Protocols.
+
+The ARI client, the database repositories and the mailer satisfy these; tests
+pass fakes. Nothing here knows about HTTP status codes or SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from callcontrol.ari.models import Application, Channel
+from callcontrol.domain.call_events import CallRecord
+from callcontrol.domain.routing import NumberSnapshot
+
+
+class AriPort(Protocol):
+    async def answer(self, channel_id: str) -> None: ...
+    async def ring(self, channel_id: str) -> None: ...
+    async def progress(self, channel_id: str) -> None: ...
+    async def hangup(
+        self, channel_id: str, reason: str | None = None, reason_code: int | None = None
+    ) -> None: ...
+    async def play(self, channel_id: str, media: str | list[str], playback_id: str) -> object: ...
+    async def stop_playback(self, playback_id: str) -> None: ...
+    async def create_channel(
+        self,
+        endpoint: str,
+        channel_id: str,
+        originator: str | None = None,
+        app_args: str | None = None,
+        variables: dict[str, str] | None = None,
+        formats: str | None = None,
+    ) -> Channel: ...
+    async def dial(
+        self, channel_id: str, caller: str | None = None, timeout: int | None = None
+    ) -> None: ...
+    async def create_bridge(self, bridge_id: str, type: str = "mixing") -> object: ...
+    async def add_channel(self, bridge_id: str, channels: list[str]) -> None: ...
+    async def destroy_bridge(self, bridge_id: str) -> None: ...
+    async def record(
+        self,
+        channel_id: str,
+        name: str,
+        format: str = "wav",
+        max_duration_seconds: int = 0,
+        max_silence_seconds: int = 0,
+        beep: bool = False,
+        if_exists: str = "fail",
+        terminate_on: str = "none",
+    ) -> object: ...
+    async def get_stored_recording_file(self, name: str) -> bytes: ...
+    async def delete_stored_recording(self, name: str) -> None: ...
+    async def get_channel(self, channel_id: str) -> Channel: ...
+    async def get_application(self) -> Application: ...
+
+
+class NumberDirectory(Protocol):
+    """Looks a DID up for the call path."""
+
+    async def snapshot(self, did: str) -> NumberSnapshot | None: ...
+
+
+class CallLedger(Protocol):
+    """Stores a finished call's CDR and charges what it cost, exactly once."""
+
+    async def record_call(self, record: CallRecord) -> None: ...
+
+
+class VoicemailBox(Protocol):
+    """Keeps a recorded message: file, database row, mail to the owner."""
+
+    async def deliver(
+        self,
+        *,
+        call_id: str,
+        number_id: int,
+        account_id: int | None,
+        did: str,
+        caller: str | None,
+        duration_s: int,
+        audio: bytes,
+    ) -> None: ...

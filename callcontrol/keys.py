@@ -1,0 +1,29 @@
+"""The typed keys under which the composition root stores each resource."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from callcontrol.ari.stream import AriEventStream
+from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.supervisor import TaskSupervisor
+from callcontrol.settings import Settings
+
+
+@dataclass
+class CallEngine:
+    dispatcher: Dispatcher
+    stream: AriEventStream
+    calls: TaskSupervisor
+    jobs: TaskSupervisor
+
+
+SETTINGS = web.AppKey("settings", Settings)
+DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+ENGINE = web.AppKey("engine", CallEngine)

@@ -1,0 +1,1 @@
+"""Mail to customers: voicemail messages, activation notices, reminders."""

@@ -1,0 +1,100 @@
+"""Keeps a voicemail message: the WAV under the media folder, a database row,
+and a mail with the WAV attached to the number's owner.
+
+Implements ``engine.ports.VoicemailBox``. The file and the row are written
+before the mail is tried, so a mail server that is down loses nothing: the
+row keeps ``mail_error`` and the message stays downloadable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callcontrol.db.models import Account, VoicemailMessage
+from callcontrol.notify.mailer import Mailer
+
+log = structlog.get_logger(__name__)
+
+
+class MailingVoicemailBox:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], media_root: Path, mailer: Mailer
+    ) -> None:
+        self._sessions = sessions
+        self._root = media_root
+        self._mailer = mailer
+
+    async def deliver(
+        self,
+        *,
+        call_id: str,
+        number_id: int,
+        account_id: int | None,
+        did: str,
+        caller: str | None,
+        duration_s: int,
+        audio: bytes,
+    ) -> None:
+        if account_id is None:
+            return
+        stored_name = f"voicemail/{account_id}/{call_id.replace('.', '_')}.wav"
+        await asyncio.to_thread(self._write, stored_name, audio)
+        async with self._sessions() as session, session.begin():
+            message = VoicemailMessage(
+                number_id=number_id,
+                account_id=account_id,
+                cdr_id=call_id,
+                caller=caller,
+                stored_name=stored_name,
+                duration_ms=duration_s * 1000,
+                size_bytes=len(audio),
+            )
+            session.add(message)
+            email = await session.scalar(sa.select(Account.email).where(Account.id == account_id))
+        if not email:
+            return
+        mail = _voicemail_mail(email, did, caller, duration_s, audio)
+        try:
+            await self._mailer.send(mail)
+            error = None
+        except OSError as exc:  # smtplib errors are OSErrors
+            error = str(exc)[:500]
+            log.warning("voicemail_mail_failed", error=error)
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                sa.update(VoicemailMessage)
+                .where(VoicemailMessage.id == message.id)
+                .values(
+                    mailed_at=None if error else datetime.now(UTC),
+                    mail_error=error,
+                )
+            )
+
+    def _write(self, stored_name: str, audio: bytes) -> None:
+        path = self._root / stored_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(audio)
+        tmp.replace(path)
+
+
+def _voicemail_mail(
+    to: str, did: str, caller: str | None, duration_s: int, audio: bytes
+) -> EmailMessage:
+    mail = EmailMessage()
+    mail["To"] = to
+    mail["Subject"] = f"New voicemail for {did} from {caller or 'an unknown caller'}"
+    mail.set_content(
+        f"You have a new voicemail message on {did}.\n"
+        f"From: {caller or 'unknown'}\nLength: {duration_s} s\n\n"
+        "The recording is attached (WAV)."
+    )
+    mail.add_attachment(audio, maintype="audio", subtype="wav", filename="voicemail.wav")
+    return mail

@@ -1,0 +1,1 @@
+"""The HTTP side of callcontrol: health, metrics and the operator/customer API."""
