@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from callcontrol.domain.rating import Rate
 from callcontrol.domain.vocabulary import (
     CallDirection,
     DestinationType,
@@ -187,7 +188,7 @@ class LegRecord:
     outcome: LegOutcome
     cause: int | None
     billed_seconds: int = 0
-    rate_per_minute_minor: int | None = None
+    rate: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -440,7 +440,7 @@ class InboundCall:
             outcome=outcome,
             cause=leg.cause,
             billed_seconds=billed,
-            rate_per_minute_minor=leg.plan.rate_per_minute_minor,
+            rate=leg.plan.rate,
         )
 
 

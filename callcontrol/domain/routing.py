@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from callcontrol.domain.lifecycle import CallAdmission, can_take_calls
+from callcontrol.domain.rating import Rate, max_talk_seconds
 from callcontrol.domain.vocabulary import (
     DestinationType,
     ForwardingMode,
@@ -46,8 +48,8 @@ class DestinationFacts:
     type: DestinationType
     target: str
     ring_timeout_s: int
-    # Only for PSTN: the per-minute rate for this target, None when no rate matches.
-    rate_per_minute_minor: int | None = None
+    # Only for PSTN: the rate for this target, None when no rate matches.
+    rate: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ class PlannedLeg:
     ring_timeout_s: int
     skipped: bool = False  # PSTN without credit or without a rate
     max_talk_s: int | None = None  # PSTN: seconds the balance pays for
-    rate_per_minute_minor: int | None = None
+    rate: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +144,6 @@ def decide_inbound(
 ) -> Decision:
     if snapshot is None:
         return Reject(CAUSE_UNALLOCATED, "unknown_number")
-    if snapshot.kind is not NumberKind.VOICE:
-        return Reject(CAUSE_UNALLOCATED, "not_voice")
     admission = _admission(snapshot, now)
     if admission is not None:
         return admission
@@ -174,16 +174,13 @@ def decide_inbound(
 
 
 def _admission(snapshot: NumberSnapshot, now: datetime) -> Reject | None:
-    state = snapshot.state
-    if state is NumberState.TESTING:
-        if snapshot.test_expires_at is None or snapshot.test_expires_at <= now:
-            return Reject(CAUSE_UNALLOCATED, "test_expired")
-        return None
-    if state is NumberState.SUSPENDED:
-        return Reject(CAUSE_CALL_REJECTED, "suspended")
-    if state is not NumberState.ACTIVE:
-        return Reject(CAUSE_UNALLOCATED, "not_in_service")
-    if snapshot.balance_minor < 0:
+    admission = can_take_calls(snapshot.state, snapshot.kind, snapshot.test_expires_at, now)
+    if admission is CallAdmission.SMS_ONLY:
+        return Reject(CAUSE_UNALLOCATED, "not_voice")
+    if admission is CallAdmission.UNKNOWN:
+        expired = snapshot.state is NumberState.TESTING
+        return Reject(CAUSE_UNALLOCATED, "test_expired" if expired else "not_in_service")
+    if admission is CallAdmission.SUSPENDED or snapshot.balance_minor < 0:
         return Reject(CAUSE_CALL_REJECTED, "suspended")
     return None
 
@@ -192,7 +189,7 @@ def _plan_leg(dest: DestinationFacts, balance_minor: int, endpoints: EndpointNam
     endpoint = leg_endpoint(dest.type, dest.target, endpoints)
     if dest.type is not DestinationType.PSTN:
         return PlannedLeg(dest.position, dest.type, dest.target, endpoint, dest.ring_timeout_s)
-    rate = dest.rate_per_minute_minor
+    rate = dest.rate
     if balance_minor <= 0 or rate is None:
         return PlannedLeg(
             dest.position, dest.type, dest.target, endpoint, dest.ring_timeout_s, skipped=True
@@ -204,17 +201,8 @@ def _plan_leg(dest: DestinationFacts, balance_minor: int, endpoints: EndpointNam
         endpoint,
         dest.ring_timeout_s,
         max_talk_s=max_talk_seconds(balance_minor, rate),
-        rate_per_minute_minor=rate,
+        rate=rate,
     )
-
-
-def max_talk_seconds(balance_minor: int, rate_per_minute_minor: int) -> int:
-    """Whole seconds of talk the balance pays for at a per-second-billed rate."""
-    if balance_minor <= 0:
-        return 0
-    if rate_per_minute_minor <= 0:
-        return 24 * 3600
-    return (balance_minor * 60) // rate_per_minute_minor
 
 
 def leg_endpoint(kind: DestinationType, target: str, endpoints: EndpointNames) -> str:

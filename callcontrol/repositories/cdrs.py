@@ -8,13 +8,12 @@ and charges it once.
 
 from __future__ import annotations
 
-import math
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db import ledger
 from callcontrol.db.models import Account, Cdr, CdrLeg
+from callcontrol.domain import rating
 from callcontrol.domain.call_events import CallRecord, LegRecord
 from callcontrol.domain.vocabulary import LedgerKind
 
@@ -23,10 +22,9 @@ SIP_CODE_OF_CAUSE = {1: 404, 17: 486, 18: 408, 19: 480, 21: 403, 34: 503, 41: 50
 
 
 def leg_cost_minor(leg: LegRecord) -> int:
-    """Per-second billing, rounded up to the next minor unit."""
-    if leg.rate_per_minute_minor is None or leg.billed_seconds <= 0:
+    if leg.rate is None or leg.billed_seconds <= 0:
         return 0
-    return math.ceil(leg.billed_seconds * leg.rate_per_minute_minor / 60)
+    return rating.cost(leg.rate, leg.billed_seconds)
 
 
 class SqlCallLedger:

@@ -19,6 +19,7 @@ from callcontrol.db.models import (
     Number,
     Rate,
 )
+from callcontrol.domain import rating
 from callcontrol.domain.routing import DestinationFacts, NumberSnapshot
 from callcontrol.domain.vocabulary import DestinationType, ForwardingMode
 from callcontrol.settings import MediaSettings
@@ -95,12 +96,15 @@ class SqlNumberDirectory:
         return tuple(facts)
 
 
-async def _rate_for(session: AsyncSession, digits: str) -> int | None:
-    """The per-minute rate of the longest matching prefix."""
+async def _rate_for(session: AsyncSession, digits: str) -> rating.Rate | None:
+    """The rate of the longest matching prefix."""
     prefixes = [digits[:n] for n in range(1, min(len(digits), 15) + 1)]
-    return await session.scalar(
-        sa.select(Rate.rate_per_minute_minor)
-        .where(Rate.prefix.in_(prefixes))
-        .order_by(sa.func.length(Rate.prefix).desc())
-        .limit(1)
-    )
+    row = (
+        await session.execute(
+            sa.select(Rate.prefix, Rate.rate_per_minute_minor, Rate.currency)
+            .where(Rate.prefix.in_(prefixes))
+            .order_by(sa.func.length(Rate.prefix).desc())
+            .limit(1)
+        )
+    ).first()
+    return rating.Rate(row[0], row[1], row[2]) if row else None

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from callcontrol.domain import call_events as ev
 from callcontrol.domain.inbound_call import InboundCall
+from callcontrol.domain.rating import Rate
 from callcontrol.domain.routing import (
     DestinationFacts,
     ForwardingPlan,
@@ -33,7 +34,7 @@ def at(seconds: float) -> datetime:
 
 A = DestinationFacts(1, DestinationType.SIP_URI, "sip:a@127.0.0.3:5080", 10)
 B = DestinationFacts(2, DestinationType.IP, "sip:100@127.0.0.4:5080", 15)
-P = DestinationFacts(2, DestinationType.PSTN, "+4915112345678", 15, rate_per_minute_minor=60)
+P = DestinationFacts(2, DestinationType.PSTN, "+4915112345678", 15, rate=Rate("49", 60, "EUR"))
 
 SNAP = NumberSnapshot(
     number_id=1,
@@ -209,7 +210,7 @@ def test_bridged_pstn_leg_is_cut_when_the_credit_is_spent() -> None:
     cut = c.handle(ev.TimerFired("credit", at(32)))
     assert ev.HangupCaller(16) in cut
     record = finish_of(cut)
-    assert record.legs[0].billed_seconds == 30 and record.legs[0].rate_per_minute_minor == 60
+    assert record.legs[0].billed_seconds == 30 and record.legs[0].rate == Rate("49", 60, "EUR")
 
 
 def test_pstn_leg_with_no_credit_is_skipped_and_the_sip_leg_still_rings() -> None:

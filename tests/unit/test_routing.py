@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from callcontrol.domain.rating import Rate
 from callcontrol.domain.routing import (
     DestinationFacts,
     EndpointNames,
@@ -21,7 +22,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 POLICY = RoutingPolicy()
 
 SIP = DestinationFacts(1, DestinationType.SIP_URI, "sip:alice@127.0.0.3:5080", 20)
-PSTN = DestinationFacts(2, DestinationType.PSTN, "+4915112345678", 25, rate_per_minute_minor=12)
+PSTN = DestinationFacts(2, DestinationType.PSTN, "+4915112345678", 25, rate=Rate("49", 12, "EUR"))
 
 ACTIVE = NumberSnapshot(
     number_id=7,
@@ -95,7 +96,7 @@ def test_pstn_legs_are_skipped_without_positive_balance_but_sip_legs_stay() -> N
 
 
 def test_pstn_leg_without_a_rate_is_skipped() -> None:
-    no_rate = replace(PSTN, rate_per_minute_minor=None)
+    no_rate = replace(PSTN, rate=None)
     plan = decide(replace(ACTIVE, destinations=(no_rate,)))
     assert plan == Reject(19, "no_destination")
 

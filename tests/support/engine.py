@@ -1,0 +1,85 @@
+"""Runs the real engine (``callcontrol serve``) as a child process for e2e tests.
+
+Started with its settings in the environment, ready when ``/health`` says ARI
+is connected; stopped (or killed, for the restart test) by its own PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EngineProcess:
+    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "CALLCONTROL_HTTP__PORT": str(self.port)}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "callcontrol.cli", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.health().get("ari_connected"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"engine not connected to ARI after {timeout_s}s:\n{self.log_tail()}")
+
+    def health(self) -> dict[str, object]:
+        try:
+            with urllib.request.urlopen(self.base_url + "/health", timeout=1) as resp:
+                return dict(json.load(resp))
+        except urllib.error.HTTPError as exc:
+            return dict(json.load(exc))
+        except OSError:
+            return {}
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.base_url + "/metrics", timeout=2) as resp:
+            return str(resp.read().decode())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
