@@ -118,9 +118,12 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     await jobs.close()
 
 
-def build_app(settings: Settings) -> web.Application:
+def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
+    """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
     app = web.Application()
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _http_client, _call_engine])
-    add_health_routes(app)
+    app.cleanup_ctx.append(_database)
+    if call_engine:
+        app.cleanup_ctx.extend([_http_client, _call_engine])
+        add_health_routes(app)
     return app

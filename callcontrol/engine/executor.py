@@ -110,7 +110,9 @@ class CallExecutor:
             variables=variables or None,
         )
         # Asterisk's own dial timeout is a safety net; the call's timer decides.
-        await self._ari.dial(command.channel_id, caller=self._caller, timeout=command.timeout_s + 5)
+        await self._ari.dial(
+            command.channel_id, caller=self._caller, timeout_s=command.timeout_s + 5
+        )
 
     def _start_timer(self, name: str, seconds: float) -> None:
         old = self._timers.pop(name, None)

@@ -6,21 +6,36 @@ pass fakes. Nothing here knows about HTTP status codes or SQL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from callcontrol.ari.models import Application, Channel
+from callcontrol.ari.models import Application, Bridge, Channel, LiveRecording, Playback
 from callcontrol.domain.call_events import CallRecord
 from callcontrol.domain.routing import NumberSnapshot
 
 
 class AriPort(Protocol):
+    """The subset of ``callcontrol.ari.AriClient`` the engine uses."""
+
     async def answer(self, channel_id: str) -> None: ...
     async def ring(self, channel_id: str) -> None: ...
     async def progress(self, channel_id: str) -> None: ...
     async def hangup(
-        self, channel_id: str, reason: str | None = None, reason_code: int | None = None
-    ) -> None: ...
-    async def play(self, channel_id: str, media: str | list[str], playback_id: str) -> object: ...
+        self,
+        channel_id: str,
+        reason: str | None = None,
+        reason_code: int | None = None,
+        *,
+        missing_ok: bool = True,
+    ) -> bool: ...
+    async def play(
+        self,
+        channel_id: str,
+        media: str | Sequence[str],
+        playback_id: str,
+        *,
+        lang: str | None = None,
+    ) -> Playback: ...
     async def stop_playback(self, playback_id: str) -> None: ...
     async def create_channel(
         self,
@@ -28,14 +43,16 @@ class AriPort(Protocol):
         channel_id: str,
         originator: str | None = None,
         app_args: str | None = None,
-        variables: dict[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
         formats: str | None = None,
     ) -> Channel: ...
     async def dial(
-        self, channel_id: str, caller: str | None = None, timeout: int | None = None
+        self, channel_id: str, caller: str | None = None, timeout_s: int | None = None
     ) -> None: ...
-    async def create_bridge(self, bridge_id: str, type: str = "mixing") -> object: ...
-    async def add_channel(self, bridge_id: str, channels: list[str]) -> None: ...
+    async def create_bridge(
+        self, bridge_id: str, type: str = "mixing", name: str | None = None
+    ) -> Bridge: ...
+    async def add_channel(self, bridge_id: str, channels: Sequence[str]) -> None: ...
     async def destroy_bridge(self, bridge_id: str) -> None: ...
     async def record(
         self,
@@ -47,7 +64,7 @@ class AriPort(Protocol):
         beep: bool = False,
         if_exists: str = "fail",
         terminate_on: str = "none",
-    ) -> object: ...
+    ) -> LiveRecording: ...
     async def get_stored_recording_file(self, name: str) -> bytes: ...
     async def delete_stored_recording(self, name: str) -> None: ...
     async def get_channel(self, channel_id: str) -> Channel: ...

@@ -1,0 +1,400 @@
+"""A thin, typed client for Asterisk's REST Interface (ARI) on aiohttp.
+
+One method per ARI operation the engine uses; each sends exactly one HTTP
+request and returns a parsed model when Asterisk returns a body. The rules:
+
+- The caller owns the `aiohttp.ClientSession` (one for the whole process,
+  created in the composition root); the client only borrows it.
+- Every failure becomes an `AriRequestError` subclass (see `errors.py`):
+  4xx by status, 5xx / connection failure / timeout as `AriUnavailable`.
+  Nothing aiohttp-specific escapes.
+- Each request has a timeout (`request_timeout_s`, default 5 s). After a
+  timeout the operation may still have happened in Asterisk; callers that
+  create things (channels, bridges) pass their own ids, so a retry with the
+  same id gets `AriConflict` instead of a duplicate.
+- A 404 on a channel operation means the channel is already gone (hung up).
+  `hangup()` treats that as success and returns False; every other method
+  raises `AriNotFound` and leaves the decision to the engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from callcontrol.ari.errors import (
+    AriNotFound,
+    AriProtocolError,
+    AriUnavailable,
+    error_for_status,
+)
+from callcontrol.ari.models import (
+    Application,
+    AsteriskInfo,
+    Bridge,
+    Channel,
+    LiveRecording,
+    Playback,
+)
+
+__all__ = ["AriClient"]
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+_CHANNEL_LIST: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
+Params = dict[str, str]
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    """The `Authorization` header value for HTTP basic auth (computed once per client)."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def _seg(value: str) -> str:
+    """Quote one path segment (ids are ours or Asterisk's, but never trust a '/')."""
+    return quote(value, safe="")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _asterisk_message(body: bytes, fallback: str) -> str:
+    """Asterisk explains errors as `{"message": "..."}`; fall back to the raw text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:300] or fallback
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else fallback
+
+
+class AriClient:
+    """REST calls to one Asterisk for one Stasis application."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        username: str,
+        password: str,
+        app: str,
+        *,
+        request_timeout_s: float = 5.0,
+        file_timeout_s: float = 30.0,
+    ) -> None:
+        self._session = session
+        self._root = base_url.rstrip("/") + "/ari"
+        self._app = app
+        self._headers = {"Authorization": basic_auth_header(username, password)}
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._file_timeout = aiohttp.ClientTimeout(total=file_timeout_s)
+
+    @property
+    def app(self) -> str:
+        return self._app
+
+    # -- plumbing -----------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        body: Mapping[str, Any] | None = None,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> bytes:
+        """Send one request; return the body of a 2xx answer, else raise a typed error."""
+        timeout = client_timeout or self._timeout
+        try:
+            async with self._session.request(
+                method,
+                self._root + path,
+                params=params,
+                json=body,
+                headers=self._headers,
+                timeout=timeout,
+            ) as response:
+                status = response.status
+                data = await response.read()
+                reason = response.reason or ""
+        except TimeoutError:
+            raise AriUnavailable(
+                method, path, None, f"no answer within {timeout.total} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise AriUnavailable(method, path, None, f"{type(exc).__name__}: {exc}") from None
+        if 200 <= status < 300:
+            return data
+        raise error_for_status(method, path, status, _asterisk_message(data, reason))
+
+    async def _model(
+        self,
+        model: type[_ModelT],
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> _ModelT:
+        data = await self._request(method, path, params=params, body=body)
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            raise AriProtocolError(
+                f"{method} {path}: unexpected {model.__name__} body: {exc.error_count()} errors",
+                data,
+            ) from None
+
+    # -- channels -----------------------------------------------------------
+
+    async def answer(self, channel_id: str) -> None:
+        await self._request("POST", f"/channels/{_seg(channel_id)}/answer")
+
+    async def ring(self, channel_id: str) -> None:
+        """Indicate ringing (SIP 180) to the caller."""
+        await self._request("POST", f"/channels/{_seg(channel_id)}/ring")
+
+    async def ring_stop(self, channel_id: str) -> None:
+        await self._request("DELETE", f"/channels/{_seg(channel_id)}/ring")
+
+    async def progress(self, channel_id: str) -> None:
+        """Indicate call progress (SIP 183, early media) to the caller."""
+        await self._request("POST", f"/channels/{_seg(channel_id)}/progress")
+
+    async def hangup(
+        self,
+        channel_id: str,
+        reason: str | None = None,
+        reason_code: int | None = None,
+        *,
+        missing_ok: bool = True,
+    ) -> bool:
+        """Hang up a channel with a Q.850 `reason_code` or an ARI `reason` (not both).
+
+        Returns True if Asterisk hung it up, False if it was already gone (404)
+        and `missing_ok` is true (the default); with `missing_ok=False` a 404
+        raises `AriNotFound`.
+        """
+        if reason is not None and reason_code is not None:
+            raise ValueError("give either reason or reason_code, not both")
+        params: Params = {}
+        if reason is not None:
+            params["reason"] = reason
+        elif reason_code is not None:
+            params["reason_code"] = str(reason_code)
+        try:
+            await self._request("DELETE", f"/channels/{_seg(channel_id)}", params=params)
+        except AriNotFound:
+            if missing_ok:
+                return False
+            raise
+        return True
+
+    async def play(
+        self,
+        channel_id: str,
+        media: str | Sequence[str],
+        playback_id: str,
+        *,
+        lang: str | None = None,
+    ) -> Playback:
+        """Play one media URI, or several in a row (e.g. `sound:/abs/path/without/ext`)."""
+        params: Params = {"media": media if isinstance(media, str) else ",".join(media)}
+        if lang is not None:
+            params["lang"] = lang
+        path = f"/channels/{_seg(channel_id)}/play/{_seg(playback_id)}"
+        return await self._model(Playback, "POST", path, params=params)
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self._request("DELETE", f"/playbacks/{_seg(playback_id)}")
+
+    async def create_channel(
+        self,
+        endpoint: str,
+        channel_id: str,
+        originator: str | None = None,
+        app_args: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        formats: str | None = None,
+    ) -> Channel:
+        """Create (not yet dial) an outbound channel in our application.
+
+        `variables` (e.g. `CALLERID(num)`, `PJSIP_HEADER(add,X-Foo)`) are sent in
+        the JSON body. Dial it afterwards with `dial()`.
+        """
+        params: Params = {"endpoint": endpoint, "app": self._app, "channelId": channel_id}
+        if originator is not None:
+            params["originator"] = originator
+        if app_args is not None:
+            params["appArgs"] = app_args
+        if formats is not None:
+            params["formats"] = formats
+        body = {"variables": dict(variables)} if variables else None
+        return await self._model(Channel, "POST", "/channels/create", params=params, body=body)
+
+    async def dial(
+        self, channel_id: str, caller: str | None = None, timeout_s: int | None = None
+    ) -> None:
+        """Dial a channel made by `create_channel`.
+
+        `caller`: the inbound channel (its connected line and hang-up are linked);
+        `timeout_s`: ring time in seconds, 0 or None for no limit.
+        """
+        params: Params = {}
+        if caller is not None:
+            params["caller"] = caller
+        if timeout_s is not None:
+            params["timeout"] = str(timeout_s)
+        await self._request("POST", f"/channels/{_seg(channel_id)}/dial", params=params)
+
+    async def originate(
+        self,
+        endpoint: str,
+        channel_id: str,
+        *,
+        app_args: str | None = None,
+        caller_id: str | None = None,
+        timeout_s: int | None = None,
+        variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
+        formats: str | None = None,
+    ) -> Channel:
+        """Create and dial a channel in one step; it enters our application when answered."""
+        params: Params = {"endpoint": endpoint, "app": self._app, "channelId": channel_id}
+        optional = {
+            "appArgs": app_args,
+            "callerId": caller_id,
+            "timeout": None if timeout_s is None else str(timeout_s),
+            "originator": originator,
+            "formats": formats,
+        }
+        params.update({key: value for key, value in optional.items() if value is not None})
+        body = {"variables": dict(variables)} if variables else None
+        return await self._model(Channel, "POST", "/channels", params=params, body=body)
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        params: Params = {"variable": name, "value": value}
+        await self._request("POST", f"/channels/{_seg(channel_id)}/variable", params=params)
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        return await self._model(Channel, "GET", f"/channels/{_seg(channel_id)}")
+
+    async def list_channels(self) -> list[Channel]:
+        """All channels in Asterisk (not only ours); filter on `dialplan.app_data` or ids."""
+        data = await self._request("GET", "/channels")
+        try:
+            return _CHANNEL_LIST.validate_json(data)
+        except ValidationError as exc:
+            raise AriProtocolError(
+                f"GET /channels: unexpected body: {exc.error_count()} errors", data
+            ) from None
+
+    async def record(
+        self,
+        channel_id: str,
+        name: str,
+        format: str = "wav",
+        max_duration_seconds: int = 0,
+        max_silence_seconds: int = 0,
+        beep: bool = False,
+        if_exists: str = "fail",
+        terminate_on: str = "none",
+    ) -> LiveRecording:
+        """Start recording; the file lands in Asterisk's recording spool as `name.format`."""
+        params: Params = {
+            "name": name,
+            "format": format,
+            "maxDurationSeconds": str(max_duration_seconds),
+            "maxSilenceSeconds": str(max_silence_seconds),
+            "beep": _flag(beep),
+            "ifExists": if_exists,
+            "terminateOn": terminate_on,
+        }
+        path = f"/channels/{_seg(channel_id)}/record"
+        return await self._model(LiveRecording, "POST", path, params=params)
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Leave our application and go on in the dialplan (next priority by default)."""
+        optional = {
+            "context": context,
+            "extension": extension,
+            "priority": None if priority is None else str(priority),
+            "label": label,
+        }
+        params: Params = {key: value for key, value in optional.items() if value is not None}
+        await self._request("POST", f"/channels/{_seg(channel_id)}/continue", params=params)
+
+    # -- bridges ------------------------------------------------------------
+
+    async def create_bridge(
+        self, bridge_id: str, type: str = "mixing", name: str | None = None
+    ) -> Bridge:
+        params: Params = {"type": type, "bridgeId": bridge_id}
+        if name is not None:
+            params["name"] = name
+        return await self._model(Bridge, "POST", "/bridges", params=params)
+
+    async def add_channel(self, bridge_id: str, channels: Sequence[str]) -> None:
+        params: Params = {"channel": ",".join(channels)}
+        await self._request("POST", f"/bridges/{_seg(bridge_id)}/addChannel", params=params)
+
+    async def remove_channel(self, bridge_id: str, channels: Sequence[str]) -> None:
+        params: Params = {"channel": ",".join(channels)}
+        await self._request("POST", f"/bridges/{_seg(bridge_id)}/removeChannel", params=params)
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self._request("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+    # -- recordings ---------------------------------------------------------
+
+    async def get_stored_recording_file(self, name: str) -> bytes:
+        """The finished recording's bytes (uses `file_timeout_s`, not the request timeout)."""
+        path = f"/recordings/stored/{_seg(name)}/file"
+        return await self._request("GET", path, client_timeout=self._file_timeout)
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self._request("DELETE", f"/recordings/stored/{_seg(name)}")
+
+    async def stop_live_recording(self, name: str) -> None:
+        """Stop and keep the recording (RecordingFinished follows)."""
+        await self._request("POST", f"/recordings/live/{_seg(name)}/stop")
+
+    # -- applications, asterisk ---------------------------------------------
+
+    async def set_event_filter(
+        self, allowed: Sequence[str] | None = None, disallowed: Sequence[str] | None = None
+    ) -> Application:
+        """Set which event types Asterisk sends to our application.
+
+        A list given replaces that filter (an empty list clears it); a list left
+        as None is not changed, unless both are None, which clears both.
+        """
+        body: dict[str, list[dict[str, str]]] = {}
+        if allowed is not None:
+            body["allowed"] = [{"type": name} for name in allowed]
+        if disallowed is not None:
+            body["disallowed"] = [{"type": name} for name in disallowed]
+        path = f"/applications/{_seg(self._app)}/eventFilter"
+        return await self._model(Application, "PUT", path, body=body)
+
+    async def get_application(self) -> Application:
+        return await self._model(Application, "GET", f"/applications/{_seg(self._app)}")
+
+    async def info(self) -> AsteriskInfo:
+        return await self._model(AsteriskInfo, "GET", "/asterisk/info")
