@@ -1,0 +1,245 @@
+"""The engine shell against a fake Asterisk: ARI events in, ARI requests out.
+
+Real ``AriClient`` and ``AriEventStream`` talk to ``FakeAri``; the number
+directory and the CDR store are in-memory fakes. Each test drives one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+import pytest
+from support.fake_ari import FakeAri, sample_event, sample_response
+
+from callcontrol.ari.client import AriClient
+from callcontrol.ari.events import StasisStart
+from callcontrol.ari.stream import AriEventStream
+from callcontrol.domain.call_events import CallRecord
+from callcontrol.domain.routing import DestinationFacts, NumberSnapshot, RoutingPolicy
+from callcontrol.domain.vocabulary import (
+    DestinationType,
+    Disposition,
+    ForwardingMode,
+    LegOutcome,
+    NumberKind,
+    NumberState,
+)
+from callcontrol.engine.call_runner import CallRunner
+from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.supervisor import TaskSupervisor
+
+CALLER = "1736936430.12"
+DID = "+4930123456"
+
+
+@dataclass
+class Directory:
+    numbers: dict[str, NumberSnapshot] = field(default_factory=dict)
+
+    async def snapshot(self, did: str) -> NumberSnapshot | None:
+        return self.numbers.get(did)
+
+
+@dataclass
+class Ledger:
+    records: list[CallRecord] = field(default_factory=list)
+
+    async def record_call(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+
+class Voicemail:
+    async def deliver(self, **kwargs: Any) -> None:
+        raise AssertionError("no voicemail expected")
+
+
+@dataclass
+class Rig:
+    fake: FakeAri
+    directory: Directory
+    ledger: Ledger
+    dispatcher: Dispatcher
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self.fake.send_event(event)
+
+    async def wait_request(self, method: str, path: str, timeout_s: float = 3.0) -> Any:
+        for _ in range(int(timeout_s / 0.01)):
+            for request in self.fake.requests:
+                if request.method == method and request.path == path:
+                    return request
+            await asyncio.sleep(0.01)
+        seen = [(r.method, r.path) for r in self.fake.requests]
+        raise AssertionError(f"no {method} {path}; seen {seen}")
+
+    async def wait_record(self) -> CallRecord:
+        for _ in range(300):
+            if self.ledger.records:
+                return self.ledger.records[-1]
+            await asyncio.sleep(0.01)
+        raise AssertionError("no CDR")
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    data = sample_event(name)
+    channel = changes.pop("channel_id", None)
+    state = changes.pop("state", None)
+    if channel is not None:
+        data["channel"]["id"] = channel
+    if state is not None:
+        data["channel"]["state"] = state
+    data.update(changes)
+    return data
+
+
+def start_event() -> dict[str, Any]:
+    return event("StasisStart", args=["inbound", DID[1:]])
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    fake = FakeAri()
+    fake.respond("GET", "/ari/applications/callcontrol", body=_application([]))
+    fake.respond("POST", "/ari/channels/create", body=sample_response("channel_created"))
+    fake.respond("POST", "/ari/bridges", body=sample_response("bridge"))
+    directory, ledger = Directory(), Ledger()
+    calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
+    async with fake.running() as base_url, aiohttp.ClientSession() as session:
+        client = AriClient(session, base_url, fake.username, fake.password, "callcontrol")
+
+        def new_runner(start: StasisStart, index: dict[str, CallRunner]) -> CallRunner:
+            return CallRunner(
+                start=start,
+                ari_client=client,
+                directory=directory,
+                ledger=ledger,
+                voicemail=Voicemail(),
+                policy=RoutingPolicy(),
+                jobs=jobs,
+                index=index,
+            )
+
+        dispatcher = Dispatcher(
+            ari_client=client, ledger=ledger, new_runner=new_runner, calls=calls
+        )
+        stream = AriEventStream(
+            session,
+            base_url,
+            fake.username,
+            fake.password,
+            "callcontrol",
+            on_event=dispatcher.on_event,
+            on_connected=dispatcher.resync,
+        )
+        task = asyncio.create_task(stream.run())
+        for _ in range(300):
+            if fake.open_sockets:
+                break
+            await asyncio.sleep(0.01)
+        yield Rig(fake, directory, ledger, dispatcher)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await calls.close()
+        await jobs.close()
+
+
+def _application(channel_ids: list[str]) -> dict[str, Any]:
+    return {
+        "name": "callcontrol",
+        "channel_ids": channel_ids,
+        "bridge_ids": [],
+        "endpoint_ids": [],
+        "device_names": [],
+    }
+
+
+def snapshot(**changes: Any) -> NumberSnapshot:
+    base = NumberSnapshot(
+        number_id=1,
+        account_id=1,
+        e164=DID,
+        kind=NumberKind.VOICE,
+        state=NumberState.ACTIVE,
+        balance_minor=100,
+        currency="EUR",
+        mode=ForwardingMode.SEQUENTIAL,
+        destinations=(
+            DestinationFacts(1, DestinationType.SIP_URI, "sip:a@127.0.0.3:5080", 10),
+            DestinationFacts(2, DestinationType.SIP_URI, "sip:b@127.0.0.4:5080", 10),
+        ),
+    )
+    return replace(base, **changes)
+
+
+async def test_an_unknown_did_is_hung_up_with_cause_1_and_recorded(rig: Rig) -> None:
+    await rig.send(start_event())
+    request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
+    assert request.query == {"reason_code": "1"}
+    record = await rig.wait_record()
+    assert record.disposition is Disposition.REJECTED and record.did == DID
+
+
+async def test_sequential_call_rings_the_next_leg_on_busy_then_bridges_the_answer(
+    rig: Rig,
+) -> None:
+    rig.directory.numbers[DID] = snapshot()
+    leg1, leg2 = "1736936430_12-leg1", "1736936430_12-leg2"
+    await rig.send(start_event())
+    await rig.wait_request("POST", f"/ari/channels/{CALLER}/ring")
+    create = await rig.wait_request("POST", "/ari/channels/create")
+    assert create.query["endpoint"] == "PJSIP/callcontrol-external/sip:a@127.0.0.3:5080"
+    assert create.query["channelId"] == leg1
+    assert create.query["originator"] == CALLER
+    await rig.wait_request("POST", f"/ari/channels/{leg1}/dial")
+
+    await rig.send(event("ChannelDestroyed", channel_id=leg1, cause=17))
+    await rig.wait_request("POST", f"/ari/channels/{leg2}/dial")
+    await rig.send(event("ChannelStateChange", channel_id=leg2, state="Up"))
+    await rig.wait_request("POST", f"/ari/channels/{CALLER}/answer")
+    bridge = "1736936430_12-bridge"
+    add = await rig.wait_request("POST", f"/ari/bridges/{bridge}/addChannel")
+    assert add.query["channel"] == f"{CALLER},{leg2}"
+
+    await rig.send(event("ChannelHangupRequest", channel_id=CALLER, cause=16))
+    await rig.wait_request("DELETE", f"/ari/channels/{leg2}")
+    record = await rig.wait_record()
+    assert record.disposition is Disposition.ANSWERED and record.answered_position == 2
+    assert [leg.outcome for leg in record.legs] == [LegOutcome.BUSY, LegOutcome.ANSWERED]
+    await rig.wait_request("DELETE", f"/ari/bridges/{bridge}")
+
+
+async def test_a_failed_leg_creation_moves_on_instead_of_losing_the_call(rig: Rig) -> None:
+    rig.directory.numbers[DID] = snapshot()
+    rig.fake.respond("POST", "/ari/channels/create", status=400, body={"message": "bad endpoint"})
+    await rig.send(start_event())
+    # Both legs fail to be created: the caller gets 503 (cause 34) and a FAILED CDR.
+    request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
+    assert request.query == {"reason_code": "34"}
+    record = await rig.wait_record()
+    assert record.disposition is Disposition.FAILED
+
+
+async def test_a_lookup_failure_rejects_with_a_temporary_failure(rig: Rig) -> None:
+    async def broken(did: str) -> NumberSnapshot | None:
+        raise OSError("database down")
+
+    rig.directory.snapshot = broken  # type: ignore[method-assign]
+    await rig.send(start_event())
+    request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
+    assert request.query == {"reason_code": "41"}
+
+
+async def test_after_a_reconnect_orphaned_channels_are_hung_up_and_recorded(rig: Rig) -> None:
+    rig.fake.respond("GET", "/ari/applications/callcontrol", body=_application(["orphan.1"]))
+    channel = event("StasisStart")["channel"]
+    channel["id"] = "orphan.1"
+    rig.fake.respond("GET", "/ari/channels/orphan.1", body=channel)
+    await rig.fake.drop()
+    request = await rig.wait_request("DELETE", "/ari/channels/orphan.1")
+    assert request.query == {"reason_code": "41"}
+    record = await rig.wait_record()
+    assert record.call_id == "orphan.1" and record.reject_reason == "engine_restart"
