@@ -101,7 +101,9 @@ class CallExecutor:
     async def _dial(self, command: ev.DialLeg) -> None:
         variables = {}
         if command.caller_id:
+            # The far end's From / P-Asserted-Identity come from the connected line.
             variables["CALLERID(num)"] = command.caller_id
+            variables["CONNECTEDLINE(num)"] = command.caller_id
         await self._ari.create_channel(
             command.endpoint,
             command.channel_id,

@@ -49,7 +49,7 @@ def next_did(prefix: str = "+4930555") -> str:
     return f"{prefix}{next(_dids):04d}"
 
 
-class TestData:
+class Seeder:
     def __init__(self, url: str) -> None:
         self.url = url
 

@@ -1,0 +1,85 @@
+"""The real thing: Asterisk 22 (sandbox), the engine as a process, SIPp, SMTP.
+
+Session-wide: one Asterisk, one SMTP sink, one engine on the run's database
+(SQLite or PostgreSQL, chosen by ``CALLCONTROL_TEST_DB``). Each test creates
+its own account and DID, so tests do not see each other's data. After every
+test no channel may be left in Asterisk: a stuck channel fails the test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.asterisk import AsteriskSandbox, make_asterisk_fixture
+from support.data import Seeder
+from support.engine import EngineProcess, free_port
+from support.smtp import SmtpSink
+
+asterisk = make_asterisk_fixture(scope="session")
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink(free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(
+    asterisk: AsteriskSandbox,
+    db_url: str,
+    smtp: SmtpSink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EngineProcess]:
+    logs = tmp_path_factory.mktemp("engine")
+    process = EngineProcess(
+        env={
+            "CALLCONTROL_ENVIRONMENT": "test",
+            "CALLCONTROL_DATABASE__URL": db_url,
+            "CALLCONTROL_ARI__URL": asterisk.ari_url,
+            "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
+            "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
+            "CALLCONTROL_ARI__APP": asterisk.app,
+            "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
+            "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
+            "CALLCONTROL_SMTP__PORT": str(smtp.port),
+            "CALLCONTROL_LOG_FORMAT": "json",
+            "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
+        },
+        log_path=logs / "engine.log",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def data(db_url: str) -> Seeder:
+    return Seeder(db_url)
+
+
+@pytest.fixture(autouse=True)
+def no_channel_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "asterisk" not in request.fixturenames:
+        return
+    sandbox: AsteriskSandbox = request.getfixturevalue("asterisk")
+    deadline = time.monotonic() + 8
+    listing = ""
+    while time.monotonic() < deadline:
+        listing = sandbox.cli("core show channels concise")
+        if not listing.strip():
+            return
+        time.sleep(0.2)
+    sandbox.hangup_all()
+    pytest.fail(f"channels left in Asterisk after the test:\n{listing}")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,1 @@
+"""Helpers for tests that drive the real Asterisk sandbox with SIPp."""
