@@ -81,6 +81,15 @@ class CallRunner:
 
     # ---- events from the dispatcher ---------------------------------------------
     def on_ari_event(self, channel_id: str, event: ari.AriEvent) -> None:
+        if isinstance(event, ari.PlaybackFinished):
+            playback = event.playback
+            log.info(
+                "playback_finished",
+                call_id=self.call_id,
+                playback_id=playback.id,
+                media_uri=playback.media_uri,
+                state=playback.state,
+            )
         position = self._legs.get(channel_id)
         translated = caller_event(event) if position is None else leg_event(position, event)
         if translated is not None:

@@ -92,23 +92,31 @@ class Seeder:
         destinations: Sequence[tuple[DestinationType, str, int]] = (),
         voicemail: bool = False,
         greeting: str | None = None,
+        voicemail_greeting: str | None = None,
     ) -> str:
         did = did or next_did()
+        self_session: Any = None
+
+        async def media(kind: MediaKind, stored_name: str | None) -> int | None:
+            if stored_name is None:
+                return None
+            row = MediaFile(
+                account_id=account_id,
+                kind=kind,
+                original_name=stored_name,
+                stored_name=stored_name,
+                size_bytes=0,
+                duration_ms=0,
+            )
+            self_session.add(row)
+            await self_session.flush()
+            return row.id
 
         async def work(session: AsyncSession) -> str:
-            greeting_id = None
-            if greeting is not None:
-                media = MediaFile(
-                    account_id=account_id,
-                    kind=MediaKind.GREETING,
-                    original_name=greeting,
-                    stored_name=greeting,
-                    size_bytes=0,
-                    duration_ms=0,
-                )
-                session.add(media)
-                await session.flush()
-                greeting_id = media.id
+            nonlocal self_session
+            self_session = session
+            greeting_id = await media(MediaKind.GREETING, greeting)
+            vm_greeting_id = await media(MediaKind.VOICEMAIL_GREETING, voicemail_greeting)
             number = Number(
                 e164=did,
                 country_code=49,
@@ -122,6 +130,7 @@ class Seeder:
                 currency="EUR",
                 voicemail_enabled=voicemail,
                 greeting_media_id=greeting_id,
+                voicemail_greeting_media_id=vm_greeting_id,
             )
             session.add(number)
             await session.flush()

@@ -14,8 +14,9 @@ import asyncio
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from callcontrol.settings import AmiSettings
 from pydantic import SecretStr
+
+from callcontrol.settings import AmiSettings
 
 EOL = "\r\n"
 

@@ -307,3 +307,39 @@ def late_answer_scenario(workdir: Path, ring_ms: int) -> Path:
     path = workdir / f"far_late_answer_{ring_ms}ms.xml"
     path.write_text(text.replace('timeout="3000"', f'timeout="{ring_ms}"'), encoding="utf-8")
     return path
+
+
+def ulaw_tone_wav(path: Path, seconds: float = 3.0, hz: float = 440.0) -> Path:
+    """A G.711 u-law WAV (format 7, 8 kHz mono): what SIPp's rtp_stream plays."""
+    import math
+    import struct
+
+    frames = int(8000 * seconds)
+    samples = [int(12000 * math.sin(2 * math.pi * hz * n / 8000)) for n in range(frames)]
+    data = bytes(_linear_to_ulaw(s) for s in samples)
+    fmt = struct.pack("<HHIIHH", 7, 1, 8000, 8000, 1, 8) + b"\x00\x00"
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def _linear_to_ulaw(sample: int) -> int:
+    bias, clip = 0x84, 32635
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), clip) + bias
+    exponent = 7
+    for bit in range(7, -1, -1):
+        if magnitude & (1 << (bit + 7)):
+            exponent = bit
+            break
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def speaking_caller_scenario(workdir: Path, voice: Path) -> Path:
+    """caller_speaking.xml with the audio file's absolute path filled in."""
+    text = (SCENARIO_DIR / "caller_speaking.xml").read_text(encoding="utf-8")
+    path = workdir / "caller_speaking.xml"
+    path.write_text(text.replace("VOICE_FILE", str(voice.resolve())), encoding="utf-8")
+    return path
