@@ -129,6 +129,7 @@ class DialLeg:
     endpoint: str
     caller_id: str | None
     timeout_s: int
+    withhold_caller_id: bool = False
 
 
 @dataclass(frozen=True, slots=True)

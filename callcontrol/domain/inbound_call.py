@@ -1,4 +1,7 @@
-"""The life of one inbound call, as a state machine.
+"""The life of one forwarded call, as a state machine.
+
+Inbound calls to a DID use it with the routing plan; an outbound call from a
+SIP account is the same machine with a plan of one PSTN leg.
 
 ``InboundCall`` takes the routing decision and then events (``call_events``),
 and answers each with a list of commands. It never performs I/O and never
@@ -207,8 +210,9 @@ class InboundCall:
                 leg.plan.position,
                 leg.channel_id,
                 leg.plan.endpoint,
-                self.caller,
+                self._plan().caller_id,
                 leg.plan.ring_timeout_s,
+                self._plan().withhold_caller_id,
             ),
             ev.StartTimer(_leg_timer(leg), float(leg.plan.ring_timeout_s)),
         ]
@@ -405,7 +409,7 @@ class InboundCall:
         return ev.Finish(
             ev.CallRecord(
                 call_id=self.call_id,
-                direction=CallDirection.INBOUND,
+                direction=plan.direction if plan else CallDirection.INBOUND,
                 did=self.did,
                 number_id=plan.number_id if plan else None,
                 account_id=plan.account_id if plan else None,

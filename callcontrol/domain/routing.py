@@ -26,6 +26,7 @@ from datetime import datetime
 from callcontrol.domain.lifecycle import CallAdmission, can_take_calls
 from callcontrol.domain.rating import Rate, max_talk_seconds
 from callcontrol.domain.vocabulary import (
+    CallDirection,
     DestinationType,
     ForwardingMode,
     NumberKind,
@@ -107,7 +108,7 @@ class VoicemailPlan:
 
 @dataclass(frozen=True, slots=True)
 class ForwardingPlan:
-    number_id: int
+    number_id: int | None  # None: an outbound call from an account without a number
     account_id: int | None
     did: str
     mode: ForwardingMode
@@ -117,6 +118,9 @@ class ForwardingPlan:
     currency: str = "EUR"
     balance_minor: int = 0
     caller_id: str | None = None
+    # Outbound calls may withhold the caller id (anonymous From, Privacy: id).
+    withhold_caller_id: bool = False
+    direction: CallDirection = CallDirection.INBOUND
 
     @property
     def dialable_legs(self) -> tuple[PlannedLeg, ...]:
