@@ -16,7 +16,7 @@ PSTN leg (or a rejection) out. Rules kept here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from callcontrol.domain.callerid import E164, Present, decide_outbound_callerid, parse_e164
 from callcontrol.domain.errors import InvalidInput
@@ -47,7 +47,7 @@ class SipAccountFacts:
 
 @dataclass(frozen=True, slots=True)
 class OutboundPolicy:
-    endpoints: EndpointNames = EndpointNames()
+    endpoints: EndpointNames = field(default_factory=EndpointNames)
     ring_timeout_s: int = 60
 
 

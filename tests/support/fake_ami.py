@@ -119,7 +119,8 @@ class FakeAmi:
             if self.fail_reloads > 0:
                 self.fail_reloads -= 1
                 self.failed_reloads += 1
-                return _msg(Response="Error", ActionID=aid, Message="An unknown error occurred"), True
+                failure = _msg(Response="Error", ActionID=aid, Message="An unknown error occurred")
+                return failure, True
             self.reloads += 1
             return _msg(Response="Success", ActionID=aid, Message="Module reloaded."), True
         return _msg(Response="Error", ActionID=aid, Message="Invalid/unknown command"), True
@@ -127,9 +128,9 @@ class FakeAmi:
 
 def _is_pjsip_reload(name: str, action: dict[str, str]) -> bool:
     if name == "moduleload":
-        return (
-            action.get("loadtype", "").lower() == "reload"
-            and action.get("module", "") in ("res_pjsip.so", "res_pjsip")
+        return action.get("loadtype", "").lower() == "reload" and action.get("module", "") in (
+            "res_pjsip.so",
+            "res_pjsip",
         )
     if name == "command":
         return action.get("command", "").strip() in (
