@@ -74,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_with_settings(_demo_seed)
     )
     from callcontrol.sandbox.cli import add_cli as add_sandbox
+    from provisioning.cli import add_cli as add_provisioning
 
     add_sandbox(commands)
+    add_provisioning(commands)
     return parser
 
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.settings import ProvisioningSettings
+
 
 class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -113,6 +115,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
     billing: BillingSettings = BillingSettings()
+    provisioning: ProvisioningSettings = ProvisioningSettings()
 
 
 class SettingsError(Exception):

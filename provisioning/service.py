@@ -1,0 +1,279 @@
+"""SIP accounts: the database is the truth, a back-end makes Asterisk agree with it.
+
+``ProvisioningService`` creates, re-keys and deletes customers' SIP accounts in
+``sip_accounts`` and tells its back-end; ``sync()`` rebuilds Asterisk's view
+from the whole database and says what changed. Two back-ends:
+
+- ``FileBackend`` (default): renders ``pjsip_callcontrol.conf``, replaces it
+  atomically and reloads res_pjsip through AMI, coalescing bursts of changes
+  into one reload;
+- ``RealtimeBackend``: writes Asterisk's own ``ps_endpoints``/``ps_auths``/
+  ``ps_aors`` rows, which Asterisk reads on demand (no reload).
+
+Rules kept here:
+
+- A plain password exists only in the return value of ``create_sip_account``
+  and ``reset_password`` (to be shown once); the database and Asterisk get
+  HA1 = md5("login:realm:password") with ``realm`` from the settings.
+- Everything is validated before anything is written: a bad login or domain,
+  a login taken (by another account, a trunk or the static pjsip.conf's
+  ``callcontrol-*``/``transport-*`` sections) raises ``InvalidInput`` and
+  neither the database nor Asterisk changes.
+- Trunks come from the settings (``provisioning.trunks``; the carrier only:
+  customers' own servers are dialled by URI through ``callcontrol-external``
+  and need no pjsip object). The test bed keeps its carrier static in
+  pjsip.conf, so the default is no trunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callcontrol.db.models import Account, Number, SipAccount
+from callcontrol.domain.errors import InvalidInput
+from provisioning.digest import generate_password, ha1_md5
+from provisioning.pjsip import Changes, SipAccountSpec, TrunkSpec
+from provisioning.settings import ProvisioningSettings
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+# Names of the static sections of the deployment's pjsip.conf; no login may take them.
+RESERVED_LOGIN_PREFIXES = ("callcontrol", "transport")
+
+ReloadStatus = Literal["done", "not-needed", "failed", "skipped"]
+
+
+class ProvisioningError(Exception):
+    """The database changed but Asterisk could not be told; ``sync()`` will repair it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """What Asterisk should know: every SIP account and trunk, validated."""
+
+    accounts: tuple[SipAccountSpec, ...]
+    trunks: tuple[TrunkSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    changes: Changes
+    reload: ReloadStatus  # file back-end; realtime needs none ("not-needed")
+    reload_error: str | None = None  # the last reload failed; it is being retried
+
+    def summary(self) -> str:
+        text = self.changes.summary()
+        if self.reload == "failed":
+            return f"{text}; RELOAD FAILED ({self.reload_error}); will retry"
+        if self.reload == "skipped":
+            return f"{text}; not reloaded (AMI disabled): Asterisk sees it on its next reload"
+        if self.reload == "done":
+            return f"{text}; res_pjsip reloaded"
+        return text
+
+
+class Backend(Protocol):
+    async def account_changed(self, spec: SipAccountSpec) -> None: ...
+    async def account_removed(self, login: str) -> None: ...
+    async def sync(self, state: DesiredState) -> SyncReport: ...
+    async def flush(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+StateSource = Callable[[], Awaitable[DesiredState]]
+
+
+class ProvisioningService:
+    def __init__(
+        self, sessions: Sessions, backend: Backend, settings: ProvisioningSettings
+    ) -> None:
+        self._sessions = sessions
+        self._backend = backend
+        self._settings = settings
+        self._trunks = tuple(t.to_spec() for t in settings.trunks)  # validated once, at start
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    async def create_sip_account(
+        self, account_id: int, login: str, domain: str | None = None
+    ) -> tuple[SipAccount, str]:
+        """A new SIP account of ``account_id``; returns it with its password (shown once)."""
+        domain = (domain or self._settings.sip_domain).lower()
+        password = generate_password()
+        spec = self._spec(login, domain, ha1_md5(login, self._settings.realm, password))
+        self._check_not_static(login)
+        try:
+            async with self._sessions() as session, session.begin():
+                account = await session.get(Account, account_id)
+                if account is None or account.erased_at is not None:
+                    raise InvalidInput(f"account {account_id} does not exist")
+                await self._check_login_free(session, login)
+                row = SipAccount(
+                    account_id=account_id,
+                    login=login,
+                    domain=domain,
+                    password_digest=spec.password_digest_md5_hex,
+                )
+                session.add(row)
+        except IntegrityError as exc:  # a concurrent create took the login first
+            raise InvalidInput(f"SIP login {login!r} is already taken") from exc
+        log.info("SIP account %s@%s created for account %s", login, domain, account_id)
+        await self._tell(self._backend.account_changed(spec))
+        return row, password
+
+    async def reset_password(self, login: str) -> tuple[SipAccount, str]:
+        """A new password for ``login`` (the old one stops working); shown once."""
+        password = generate_password()
+        digest = ha1_md5(login, self._settings.realm, password)
+        async with self._sessions() as session, session.begin():
+            row = await self._get(session, login)
+            row.password_digest = digest
+            callerid = await self._callerid(session, row.presented_number_id)
+            spec = self._spec(row.login, row.domain, digest, callerid)
+        log.info("SIP account %s: password reset", login)
+        await self._tell(self._backend.account_changed(spec))
+        return row, password
+
+    async def delete_sip_account(self, login: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.delete(await self._get(session, login))
+        log.info("SIP account %s deleted", login)
+        await self._tell(self._backend.account_removed(login))
+
+    async def sync(self) -> SyncReport:
+        """Make Asterisk match the database; idempotent. Says what changed."""
+        report = await self._backend.sync(await self.desired_state())
+        log.info("provisioning sync: %s", report.summary())
+        return report
+
+    async def desired_state(self) -> DesiredState:
+        query = (
+            sa.select(SipAccount, Number.e164)
+            .outerjoin(Number, Number.id == SipAccount.presented_number_id)
+            .order_by(SipAccount.login)
+        )
+        accounts: list[SipAccountSpec] = []
+        async with self._sessions() as session:
+            for row, e164 in (await session.execute(query)).all():
+                try:
+                    accounts.append(self._spec(row.login, row.domain, row.password_digest, e164))
+                except InvalidInput as exc:  # one bad row must not take every phone down
+                    log.error("SIP account %s left out of Asterisk: %s", row.login, exc)
+        return DesiredState(tuple(accounts), self._trunks)
+
+    # --- helpers ------------------------------------------------------------
+
+    def _spec(
+        self, login: str, domain: str, digest: str, callerid: str | None = None
+    ) -> SipAccountSpec:
+        s = self._settings
+        return SipAccountSpec(
+            login=login,
+            domain=domain,
+            password_digest_md5_hex=digest,
+            max_contacts=s.max_contacts,
+            qualify_frequency=s.qualify_frequency,
+            transport=s.transport,
+            callerid=callerid,
+        )
+
+    def _check_not_static(self, login: str) -> None:
+        if login.startswith(RESERVED_LOGIN_PREFIXES):
+            raise InvalidInput(
+                f"SIP login {login!r} is reserved: names starting with "
+                f"{' or '.join(RESERVED_LOGIN_PREFIXES)} belong to Asterisk's own configuration"
+            )
+        if any(t.name == login for t in self._trunks):
+            raise InvalidInput(f"SIP login {login!r} is the name of a trunk")
+
+    @staticmethod
+    async def _check_login_free(session: AsyncSession, login: str) -> None:
+        taken = await session.scalar(sa.select(SipAccount.id).where(SipAccount.login == login))
+        if taken is not None:
+            raise InvalidInput(f"SIP login {login!r} is already taken")
+
+    @staticmethod
+    async def _get(session: AsyncSession, login: str) -> SipAccount:
+        row = await session.scalar(
+            sa.select(SipAccount).where(SipAccount.login == login).with_for_update()
+        )
+        if row is None:
+            raise InvalidInput(f"no SIP account {login!r}")
+        return row
+
+    @staticmethod
+    async def _callerid(session: AsyncSession, number_id: int | None) -> str | None:
+        if number_id is None:
+            return None
+        return await session.scalar(sa.select(Number.e164).where(Number.id == number_id))
+
+    @staticmethod
+    async def _tell(update: Awaitable[None]) -> None:
+        try:
+            await update
+        except Exception as exc:
+            log.exception("Asterisk not updated")
+            raise ProvisioningError(
+                f"saved, but Asterisk was not updated ({exc}); `callcontrol provision sync` "
+                "repairs it"
+            ) from exc
+
+
+def build_backend(
+    settings: ProvisioningSettings,
+    *,
+    source: StateSource,
+    reloader: object | None,
+) -> Backend:
+    """The back-end the settings name (imports kept local: each needs only its own)."""
+    if settings.backend == "realtime":
+        from provisioning.realtime_backend import RealtimeBackend
+
+        assert settings.realtime_url is not None  # the settings validator guarantees it
+        return RealtimeBackend.from_url(settings.realtime_url.get_secret_value(), settings)
+    from provisioning.file_backend import FileBackend, PjsipReloader
+
+    assert reloader is None or isinstance(reloader, PjsipReloader)
+    return FileBackend.from_settings(settings, source=source, reloader=reloader)
+
+
+@asynccontextmanager
+async def open_provisioning(
+    settings: ProvisioningSettings, sessions: Sessions, *, reloader: object | None
+) -> AsyncIterator[ProvisioningService]:
+    """A ready service; on exit pending reloads are flushed and the back-end closed."""
+    holder: list[ProvisioningService] = []
+
+    async def source() -> DesiredState:
+        return await holder[0].desired_state()
+
+    backend = build_backend(settings, source=source, reloader=reloader)
+    service = ProvisioningService(sessions, backend, settings)
+    holder.append(service)
+    try:
+        yield service
+        await backend.flush()
+    finally:
+        await backend.close()
+
+
+__all__: Sequence[str] = (
+    "Backend",
+    "DesiredState",
+    "ProvisioningError",
+    "ProvisioningService",
+    "SyncReport",
+    "build_backend",
+    "open_provisioning",
+)
