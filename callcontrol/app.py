@@ -29,6 +29,7 @@ from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
+from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
 from callcontrol.web.health import add_health_routes
 
@@ -118,12 +119,22 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     await jobs.close()
 
 
+async def _billing(app: web.Application) -> AsyncIterator[None]:
+    """The daily billing run and the minute-by-minute expiry of tests and reservations."""
+    settings = app[SETTINGS]
+    scheduler = BillingScheduler(
+        sessions=app[SESSIONS], settings=settings.billing, mailer=SmtpMailer(settings.smtp)
+    )
+    async with scheduler.running():
+        yield
+
+
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
     """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
     app = web.Application()
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     if call_engine:
-        app.cleanup_ctx.extend([_http_client, _call_engine])
+        app.cleanup_ctx.extend([_http_client, _call_engine, _billing])
         add_health_routes(app)
     return app

@@ -74,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_with_settings(_demo_seed)
     )
     from callcontrol.sandbox.cli import add_cli as add_sandbox
+    from callcontrol.services.cli import add_cli as add_billing
     from provisioning.cli import add_cli as add_provisioning
 
     add_sandbox(commands)
     add_provisioning(commands)
+    add_billing(commands)
     return parser
 
 

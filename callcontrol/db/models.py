@@ -340,6 +340,32 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class NumberBillingState(Base):
+    """What billing remembers per number: since when it is suspended (grace days
+    count from there), the day its owner deleted it, and the charge date a
+    low-balance reminder was last sent for (so none is sent twice)."""
+
+    __tablename__ = "number_billing_state"
+
+    number_id: Mapped[int] = mapped_column(_fk("numbers.id", "CASCADE"), primary_key=True)
+    suspended_since: Mapped[date | None]
+    deleted_on: Mapped[date | None]
+    last_reminder_for: Mapped[date | None]
+
+
+class BillingRun(Base):
+    """One row per daily run; a run that never set ``finished_at`` crashed, and the
+    next run catches up from the last finished one."""
+
+    __tablename__ = "billing_runs"
+
+    id: Mapped[IntPk]
+    run_date: Mapped[date] = mapped_column(index=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    charges_posted: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
 def _add_enum_checks(metadata: sa.MetaData) -> None:
     """A CHECK per enum column, named after the column (``ck_<table>_<col>_valid``)."""
     for table in metadata.tables.values():

@@ -1,0 +1,70 @@
+"""``callcontrol billing run [--date YYYY-MM-DD]``: the daily billing, by hand or cron.
+
+``add_cli`` registers the sub-command; the leaf sets ``handler``
+(``Callable[[argparse.Namespace], int]``). The run is idempotent: running it
+again, or after a crash, charges nothing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from callcontrol.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from callcontrol.services.billing_run import BillingReport
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    billing = subparsers.add_parser("billing", help="monthly fees, suspension, reminders")
+    verbs = billing.add_subparsers(dest="billing_command", required=True, metavar="ACTION")
+    run = verbs.add_parser("run", help="run the daily billing now (safe to repeat)")
+    run.add_argument(
+        "--date",
+        type=_iso_date,
+        default=None,
+        help="the billing day, YYYY-MM-DD (default: today in UTC); catches up missed days",
+    )
+    run.set_defaults(handler=_billing_run)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _billing_run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"billing: {exc}", file=sys.stderr)
+        return 2
+    today: date = args.date if args.date is not None else datetime.now(UTC).date()
+    report = asyncio.run(_run_once(settings, today))
+    print(f"billing run for {today.isoformat()}")
+    for line in report.lines():
+        print(f"  {line}")
+    return 0
+
+
+async def _run_once(settings: Settings, today: date) -> BillingReport:
+    from callcontrol.db.engine import create_engine, session_factory
+    from callcontrol.notify.mailer import SmtpMailer
+    from callcontrol.services.billing_run import run_billing
+
+    engine = create_engine(settings.database, pooled=False)
+    try:
+        return await run_billing(
+            session_factory(engine),
+            today=today,
+            settings=settings.billing,
+            mailer=SmtpMailer(settings.smtp),
+        )
+    finally:
+        await engine.dispose()
