@@ -1,0 +1,104 @@
+"""Accounts and their balance: the operator opens accounts and tops them up
+(through the ledger, the only place money moves); a customer reads and corrects
+its own account (name, email)."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+
+from callcontrol.db.models import Account
+from callcontrol.web.api import lookup
+from callcontrol.web.api.endpoint import ApiCall, Route
+from callcontrol.web.api.schemas import (
+    AccountCreate,
+    AccountList,
+    AccountOut,
+    AccountUpdate,
+    BalanceOut,
+    PageQuery,
+    TokenCreated,
+    TopUp,
+)
+from callcontrol.web.api.tokens import add_token
+
+TAG = "accounts"
+
+
+async def list_accounts(call: ApiCall) -> AccountList:
+    page = call.query_as(PageQuery)
+    async with call.sessions() as session:
+        rows = await session.scalars(
+            sa.select(Account).order_by(Account.id).limit(page.limit).offset(page.offset)
+        )
+        return AccountList(items=[AccountOut.model_validate(r) for r in rows])
+
+
+async def create_account(call: ApiCall) -> AccountOut:
+    body = call.body_as(AccountCreate)
+    async with call.sessions() as session, session.begin():
+        row = Account(name=body.name, email=body.email, currency=body.currency)
+        session.add(row)
+        await session.flush()
+        await session.refresh(row)
+        return AccountOut.model_validate(row)
+
+
+async def get_account(call: ApiCall) -> AccountOut:
+    async with call.sessions() as session:
+        return AccountOut.model_validate(
+            await lookup.account(session, call.caller, call.id("account_id"))
+        )
+
+
+async def update_account(call: ApiCall) -> AccountOut:
+    body = call.body_as(AccountUpdate)
+    async with call.sessions() as session, session.begin():
+        row = await lookup.account(session, call.caller, call.id("account_id"))
+        if body.name is not None:
+            row.name = body.name
+        if "email" in body.model_fields_set:
+            row.email = body.email
+        await session.flush()
+        return AccountOut.model_validate(row)
+
+
+async def top_up(call: ApiCall) -> BalanceOut:
+    body = call.body_as(TopUp)
+    async with call.sessions() as session:
+        row = await lookup.account(session, call.caller, call.id("account_id"))
+    key = "top-up:" + (body.idempotency_key or str(uuid.uuid4()))
+    # The service posts through the ledger and reactivates suspended numbers at once.
+    done = await call.numbers.top_up(row.id, body.amount_minor, key)
+    return BalanceOut(
+        account_id=row.id,
+        balance_minor=done.balance_minor,
+        currency=row.currency,
+        already_posted=not done.posted,
+    )
+
+
+async def create_customer_token(call: ApiCall) -> TokenCreated:
+    async with call.sessions() as session, session.begin():
+        row = await lookup.account(session, call.caller, call.id("account_id"))
+        token = await add_token(session, role="customer", account_id=row.id)
+    return TokenCreated(token=token, role="customer", account_id=row.id)
+
+
+BASE = "/api/v1/accounts"
+ROUTES = [
+    Route("GET", BASE, list_accounts, "List accounts", TAG, operator_only=True,
+          query=PageQuery, response=AccountList),
+    Route("POST", BASE, create_account, "Open an account", TAG, operator_only=True,
+          body=AccountCreate, response=AccountOut, status=201),
+    Route("GET", BASE + "/{account_id}", get_account, "An account and its balance", TAG,
+          response=AccountOut),
+    Route("PATCH", BASE + "/{account_id}", update_account, "Correct the name or email", TAG,
+          body=AccountUpdate, response=AccountOut),
+    Route("POST", BASE + "/{account_id}/top-ups", top_up, "Top up the balance", TAG,
+          operator_only=True, body=TopUp, response=BalanceOut, status=201),
+    Route("POST", BASE + "/{account_id}/tokens", create_customer_token,
+          "Create a customer API token for the account (shown once)", TAG,
+          operator_only=True, response=TokenCreated, status=201),
+]  # fmt: skip

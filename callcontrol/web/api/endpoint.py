@@ -1,0 +1,205 @@
+"""The route table and the one wrapper every API handler runs in.
+
+A ``Route`` says everything about an operation: method, path, who may call it,
+the pydantic models of its query, body and answer. ``add_api_routes`` registers
+handlers from these rows and ``openapi.py`` builds the spec from the same rows,
+so the documentation cannot drift from what is served.
+
+The wrapper authenticates, checks the path values (ids are positive 32-bit
+integers, else 404; a DID must parse, else 422), validates the query and the
+JSON body strictly (unknown fields refused, no type coercion), and serialises
+the answer model. Handlers see an ``ApiCall`` and never parse anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callcontrol.domain.callerid import parse_did
+from callcontrol.domain.errors import InvalidInput
+from callcontrol.keys import SESSIONS, SETTINGS
+from callcontrol.services.numbers import NumberService
+from callcontrol.settings import MediaSettings
+from callcontrol.web.api.auth import Caller, authenticate
+from callcontrol.web.api.config import (
+    API_SETTINGS,
+    NUMBER_SERVICE,
+    SIP_ACCOUNTS_CHANGED,
+    ApiSettings,
+)
+from callcontrol.web.api.config import SipAccountsChanged as SipHook
+from callcontrol.web.api.errors import (
+    ApiError,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    invalid,
+    validation_details,
+)
+
+MAX_ID = 2**31 - 1
+M = TypeVar("M", bound=BaseModel)
+Reply = BaseModel | web.StreamResponse | None
+Handler = Callable[["ApiCall"], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # OpenAPI form: /api/v1/accounts/{account_id}
+    handler: Handler
+    summary: str
+    tag: str
+    operator_only: bool = False
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    media_type: str = "application/json"  # of the answer
+    upload: bool = False  # body is raw audio/wav
+    errors: tuple[int, ...] = ()
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    request: web.Request
+    caller: Caller
+    path: Mapping[str, int | str]
+    query: BaseModel | None
+    body: BaseModel | None
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self.request.app[SESSIONS]
+
+    @property
+    def media(self) -> MediaSettings:
+        return self.request.app[SETTINGS].media
+
+    @property
+    def api(self) -> ApiSettings:
+        return self.request.app[API_SETTINGS]
+
+    @property
+    def numbers(self) -> NumberService:
+        return self.request.app[NUMBER_SERVICE]
+
+    @property
+    def sip_hook(self) -> SipHook:
+        return self.request.app[SIP_ACCOUNTS_CHANGED]
+
+    def id(self, name: str) -> int:
+        value = self.path[name]
+        assert isinstance(value, int)
+        return value
+
+    def did(self) -> str:
+        return str(self.path["did"])
+
+    def body_as(self, model: type[M]) -> M:
+        assert isinstance(self.body, model)
+        return self.body
+
+    def query_as(self, model: type[M]) -> M:
+        assert isinstance(self.query, model)
+        return self.query
+
+
+def _path_values(request: web.Request, names: list[str]) -> dict[str, int | str]:
+    values: dict[str, int | str] = {}
+    for name in names:
+        raw = request.match_info[name]
+        if name == "did":
+            try:
+                values[name] = parse_did(raw).e164
+            except InvalidInput as exc:
+                raise invalid("path.did", str(exc)) from None
+            continue
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
+            raise NotFound(f"{name.removesuffix('_id').replace('_', ' ')} {raw!r} not found")
+        values[name] = int(raw)
+    return values
+
+
+def _query(request: web.Request, model: type[BaseModel] | None) -> BaseModel | None:
+    if model is None:
+        return None
+    if len(set(request.query.keys())) != len(request.query):
+        raise invalid("query", "each query parameter may be given once")
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        details = validation_details(exc, "query")
+        raise Unprocessable("the query parameters are not valid", details) from None
+
+
+async def read_bounded(request: web.Request, limit: int, what: str) -> bytes:
+    """The body, reading at most ``limit + 1`` bytes; 413 if it is longer."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"{what} is {request.content_length} bytes; at most {limit}")
+    data = await request.content.read(limit + 1)
+    while len(data) <= limit and not request.content.at_eof():
+        chunk = await request.content.read(limit + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        raise PayloadTooLarge(f"{what} is more than {limit} bytes; at most {limit}")
+    return data
+
+
+async def _body(request: web.Request, route: Route, limit: int) -> BaseModel | None:
+    if route.body is None:
+        return None
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    raw = await read_bounded(request, limit, "the JSON body")
+    try:
+        return route.body.model_validate_json(raw or b"null", strict=True)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise ApiError("the body is not valid JSON") from None
+        details = validation_details(exc, "body")
+        raise Unprocessable("the body is not valid", details) from None
+
+
+def _serialise(route: Route, reply: Reply) -> web.StreamResponse:
+    if reply is None:
+        return web.Response(status=204)
+    if isinstance(reply, BaseModel):
+        body = reply.model_dump_json(by_alias=True)
+        return web.Response(text=body, status=route.status, content_type="application/json")
+    return reply
+
+
+def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        caller = await authenticate(request, request.app[SESSIONS])
+        path = _path_values(request, route.path_params)
+        if route.operator_only and not caller.is_operator:
+            account_id = path.get("account_id")
+            if isinstance(account_id, int):
+                caller.scope(account_id)  # another account's: 404, as if it did not exist
+            caller.require_operator()
+        query = _query(request, route.query)
+        body = await _body(request, route, request.app[API_SETTINGS].max_json_bytes)
+        call = ApiCall(request=request, caller=caller, path=path, query=query, body=body)
+        return _serialise(route, await route.handler(call))
+
+    handle.__name__ = route.operation_id
+    return handle

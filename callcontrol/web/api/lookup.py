@@ -1,0 +1,87 @@
+"""Loading the objects a caller names, scoped to what the caller may see.
+
+Every load filters by owner in the query itself (never load then compare), and
+an object of another account is reported exactly as a missing one: 404.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callcontrol.db.models import Account, MediaFile, Number, SipAccount, VoicemailMessage
+from callcontrol.domain.billing import next_charge_date
+from callcontrol.domain.vocabulary import NumberState
+from callcontrol.web.api.auth import Caller
+from callcontrol.web.api.errors import NotFound
+from callcontrol.web.api.schemas import NumberOut
+
+_BILLED = (NumberState.ACTIVE, NumberState.SUSPENDED)
+
+
+async def account(session: AsyncSession, caller: Caller, account_id: int) -> Account:
+    found = await session.get(Account, caller.scope(account_id))
+    if found is None:
+        raise NotFound(f"account {account_id} not found")
+    return found
+
+
+def _number_visible(caller: Caller) -> sa.ColumnElement[bool]:
+    if caller.is_operator:
+        return sa.true()
+    return sa.or_(
+        Number.account_id == caller.account_id, Number.test_account_id == caller.account_id
+    )
+
+
+async def number(session: AsyncSession, caller: Caller, did: str) -> Number:
+    found = await session.scalar(
+        sa.select(Number).where(Number.e164 == did, _number_visible(caller))
+    )
+    if found is None:
+        raise NotFound(f"number {did} not found")
+    return found
+
+
+async def owned_number(session: AsyncSession, caller: Caller, did: str) -> Number:
+    """A number the caller's account holds (a lent test number is not enough)."""
+    found = await number(session, caller, did)
+    if found.account_id is None or not caller.may_see(found.account_id):
+        raise NotFound(f"number {did} not found")
+    return found
+
+
+async def media(session: AsyncSession, caller: Caller, media_id: int) -> MediaFile:
+    found = await session.get(MediaFile, media_id)
+    if found is None or not caller.may_see(found.account_id):
+        raise NotFound(f"media file {media_id} not found")
+    return found
+
+
+async def voicemail(session: AsyncSession, caller: Caller, message_id: int) -> VoicemailMessage:
+    found = await session.get(VoicemailMessage, message_id)
+    if found is None or not caller.may_see(found.account_id):
+        raise NotFound(f"voicemail message {message_id} not found")
+    return found
+
+
+async def sip_account(session: AsyncSession, caller: Caller, sip_account_id: int) -> SipAccount:
+    found = await session.get(SipAccount, sip_account_id)
+    if found is None or not caller.may_see(found.account_id):
+        raise NotFound(f"SIP account {sip_account_id} not found")
+    return found
+
+
+def number_out(row: Number, today: datetime | None = None) -> NumberOut:
+    day = (today or datetime.now(UTC)).date()
+    next_charge = (
+        next_charge_date(row.activated_on, day)
+        if row.activated_on is not None and row.state in _BILLED
+        else None
+    )
+    fields = {
+        name: getattr(row, name) for name in NumberOut.model_fields if name != "next_charge_date"
+    }
+    return NumberOut(**fields, next_charge_date=next_charge)

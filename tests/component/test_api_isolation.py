@@ -1,0 +1,135 @@
+"""A customer never reaches another account's objects: every such request is a 404
+(as if the object did not exist), and B's data is unchanged afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from test_api_fixtures import Api, api_fixture, wav  # noqa: F401
+
+from callcontrol.db.models import (
+    Account,
+    ForwardingDestination,
+    MediaFile,
+    SipAccount,
+    VoicemailMessage,
+)
+
+
+@dataclass
+class Victim:
+    account_id: int
+    did: str
+    media_id: int
+    message_id: int
+    sip_account_id: int
+
+
+async def _victim(api: Api) -> Victim:
+    b = await api.customer()
+    did = await api.number(b.account_id)
+    await api.cdr(b.account_id, did, started_at=datetime.now(UTC))
+    message_id, _ = await api.voicemail(b.account_id)
+    upload = await api.client.post(
+        f"/api/v1/accounts/{b.account_id}/media?kind=greeting", data=wav(),
+        headers={**b.headers, "Content-Type": "audio/wav"},
+    )  # fmt: skip
+    sip = await api.client.post(
+        f"/api/v1/accounts/{b.account_id}/sip-accounts", json={}, headers=b.headers
+    )
+    forwarding = await api.client.put(
+        f"/api/v1/numbers/{did}/forwarding",
+        json={"destinations": [{"type": "pstn", "target": "+4915112345678"}]}, headers=b.headers,
+    )  # fmt: skip
+    assert (upload.status, sip.status, forwarding.status) == (201, 201, 200)
+    media_id, sip_id = (await upload.json())["id"], (await sip.json())["id"]
+    return Victim(b.account_id, did, media_id, message_id, sip_id)
+
+
+# (method, path, JSON body): every object type a customer can address.
+REQUESTS: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/accounts/{account_id}", None),
+    ("PATCH", "/api/v1/accounts/{account_id}", {"email": "thief@example.com"}),
+    ("GET", "/api/v1/accounts/{account_id}/transactions", None),
+    ("GET", "/api/v1/accounts/{account_id}/transactions.csv", None),
+    ("POST", "/api/v1/accounts/{account_id}/top-ups", {"amount_minor": 100}),
+    ("POST", "/api/v1/accounts/{account_id}/tokens", None),
+    ("GET", "/api/v1/accounts/{account_id}/numbers", None),
+    ("POST", "/api/v1/accounts/{account_id}/purchases", {"region": "DE"}),
+    ("POST", "/api/v1/accounts/{account_id}/reservations", {"did": "+4930123456"}),
+    (
+        "POST",
+        "/api/v1/accounts/{account_id}/tests",
+        {"region": "DE", "destination": {"type": "pstn", "target": "+4915112345678"}},
+    ),
+    ("GET", "/api/v1/numbers/{did}", None),
+    ("PATCH", "/api/v1/numbers/{did}", {"voicemail_enabled": True}),
+    ("DELETE", "/api/v1/numbers/{did}", None),
+    ("POST", "/api/v1/numbers/{did}/release", None),
+    ("GET", "/api/v1/numbers/{did}/forwarding", None),
+    ("PUT", "/api/v1/numbers/{did}/forwarding", {"destinations": []}),
+    ("GET", "/api/v1/accounts/{account_id}/media", None),
+    ("POST", "/api/v1/accounts/{account_id}/media?kind=greeting", wav()),
+    ("GET", "/api/v1/media/{media_id}", None),
+    ("GET", "/api/v1/media/{media_id}/audio", None),
+    ("DELETE", "/api/v1/media/{media_id}", None),
+    ("GET", "/api/v1/accounts/{account_id}/voicemail", None),
+    ("GET", "/api/v1/voicemail/{message_id}", None),
+    ("GET", "/api/v1/voicemail/{message_id}/audio", None),
+    ("DELETE", "/api/v1/voicemail/{message_id}", None),
+    ("GET", "/api/v1/accounts/{account_id}/sip-accounts", None),
+    ("POST", "/api/v1/accounts/{account_id}/sip-accounts", {}),
+    ("GET", "/api/v1/sip-accounts/{sip_account_id}", None),
+    ("POST", "/api/v1/sip-accounts/{sip_account_id}/password", None),
+    ("DELETE", "/api/v1/sip-accounts/{sip_account_id}", None),
+    ("GET", "/api/v1/accounts/{account_id}/calls", None),
+    ("GET", "/api/v1/accounts/{account_id}/calls.csv", None),
+    ("GET", "/api/v1/accounts/{account_id}/statistics", None),
+    ("GET", "/api/v1/accounts/{account_id}/personal-data", None),
+    ("POST", "/api/v1/accounts/{account_id}/erasure", None),
+]
+
+
+async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
+    async with api.sessions() as session:
+        account = await session.get(Account, v.account_id)
+        assert account is not None
+        counts = [
+            await session.scalar(sa.select(sa.func.count()).select_from(t))
+            for t in (MediaFile, VoicemailMessage, SipAccount, ForwardingDestination)
+        ]
+        digest = await session.scalar(sa.select(SipAccount.password_digest))
+    return (account.email, account.balance_minor, account.erased_at, *counts, digest)
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "body"), REQUESTS, ids=[f"{m} {p}" for m, p, _ in REQUESTS]
+)
+async def test_a_customer_gets_404_for_another_accounts_object(
+    api: Api, method: str, template: str, body: Any
+) -> None:
+    victim = await _victim(api)
+    intruder = await api.customer()
+    before = await _fingerprint(api, victim)
+    path = template.format(**vars(victim))
+    if isinstance(body, bytes):
+        headers = {**intruder.headers, "Content-Type": "audio/wav"}
+        response = await api.client.request(method, path, data=body, headers=headers)
+    else:
+        response = await api.client.request(method, path, json=body, headers=intruder.headers)
+    answer = await response.json()
+    assert response.status == 404, answer
+    assert answer["error"] == "not_found" and answer["details"] == []
+    assert await _fingerprint(api, victim) == before
+
+
+def test_every_route_with_an_object_in_its_path_is_covered_here() -> None:
+    from callcontrol.web.api import all_routes
+
+    covered = {(m, p.split("?")[0]) for m, p, _ in REQUESTS}
+    scoped = {(r.method, r.path) for r in all_routes() if r.path_params}
+    assert scoped <= covered, scoped - covered

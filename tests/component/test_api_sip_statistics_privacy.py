@@ -1,0 +1,177 @@
+"""SIP accounts (password shown once, stored as HA1), statistics and CSV, privacy."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from test_api_fixtures import REALM, Api, api_fixture  # noqa: F401
+
+from callcontrol.db.models import Account, Cdr, LedgerEntry, SipAccount, VoicemailMessage
+from callcontrol.domain.vocabulary import Disposition
+from callcontrol.web.api.privacy import purge_expired
+from provisioning.digest import ha1_md5
+
+
+async def test_a_sip_account_password_is_shown_once_and_stored_as_ha1(api: Api) -> None:
+    customer = await api.customer()
+    created = await api.client.post(
+        f"/api/v1/accounts/{customer.account_id}/sip-accounts",
+        json={"login": "office1"},
+        headers=customer.headers,
+    )
+    body = await created.json()
+    listed = await (
+        await api.client.get(
+            f"/api/v1/accounts/{customer.account_id}/sip-accounts", headers=customer.headers
+        )
+    ).json()
+    async with api.sessions() as session:
+        digest = await session.scalar(sa.select(SipAccount.password_digest))
+    assert created.status == 201 and body["domain"] == "sip.example.net"
+    assert digest == ha1_md5("office1", REALM, body["password"])
+    assert "password" not in listed["items"][0]
+    assert api.sip_changes == [customer.account_id]
+
+
+async def test_resetting_a_password_replaces_the_digest(api: Api) -> None:
+    customer = await api.customer()
+    created = await (
+        await api.client.post(
+            f"/api/v1/accounts/{customer.account_id}/sip-accounts",
+            json={},
+            headers=customer.headers,
+        )
+    ).json()
+    reset = await (
+        await api.client.post(
+            f"/api/v1/sip-accounts/{created['id']}/password", headers=customer.headers
+        )
+    ).json()
+    async with api.sessions() as session:
+        digest = await session.scalar(sa.select(SipAccount.password_digest))
+    assert reset["password"] != created["password"]
+    assert digest == ha1_md5(created["login"], REALM, reset["password"])
+
+
+async def test_a_taken_login_is_a_409_and_deleting_frees_it(api: Api) -> None:
+    customer = await api.customer()
+    url = f"/api/v1/accounts/{customer.account_id}/sip-accounts"
+    first = await (
+        await api.client.post(url, json={"login": "desk"}, headers=customer.headers)
+    ).json()
+    taken = await api.client.post(url, json={"login": "desk"}, headers=customer.headers)
+    deleted = await api.client.delete(
+        f"/api/v1/sip-accounts/{first['id']}", headers=customer.headers
+    )
+    again = await api.client.post(url, json={"login": "desk"}, headers=customer.headers)
+    assert (taken.status, deleted.status, again.status) == (409, 204, 201)
+
+
+async def _calls(api: Api) -> tuple[int, str, dict[str, str]]:
+    customer = await api.customer()
+    did = await api.number(customer.account_id)
+    day = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    await api.cdr(customer.account_id, did, started_at=day, talk_ms=61_000, cost_minor=12)
+    await api.cdr(customer.account_id, did, started_at=day + timedelta(hours=1), talk_ms=5_000)
+    await api.cdr(customer.account_id, did, started_at=day, disposition=Disposition.NO_ANSWER)
+    await api.cdr(customer.account_id, did, started_at=day + timedelta(days=5), talk_ms=5_000)
+    return customer.account_id, did, customer.headers
+
+
+async def test_per_number_totals_count_calls_answered_minutes_and_cost_in_the_period(
+    api: Api,
+) -> None:
+    account_id, did, headers = await _calls(api)
+    response = await api.client.get(
+        f"/api/v1/accounts/{account_id}/statistics?since=2025-03-10&until=2025-03-10",
+        headers=headers,
+    )
+    totals = (await response.json())["items"]
+    assert totals == [
+        {"did": did, "calls": 3, "answered": 2, "minutes": 3, "talk_seconds": 66, "cost_minor": 12}
+    ]
+
+
+async def test_the_call_list_is_filtered_by_period_and_exported_as_csv(api: Api) -> None:
+    account_id, did, headers = await _calls(api)
+    query = "since=2025-03-15&until=2025-03-15"
+    listed = await (
+        await api.client.get(f"/api/v1/accounts/{account_id}/calls?{query}", headers=headers)
+    ).json()
+    exported = await api.client.get(f"/api/v1/accounts/{account_id}/calls.csv", headers=headers)
+    rows = list(csv.DictReader(io.StringIO(await exported.text())))
+    assert [c["talk_seconds"] for c in listed["items"]] == [5]
+    assert exported.content_type == "text/csv" and len(rows) == 4
+    assert rows[0]["did"] == did and rows[0]["caller"] == "+4915112345678"
+
+
+async def test_a_period_that_ends_before_it_starts_is_a_422(api: Api) -> None:
+    account_id, _, headers = await _calls(api)
+    response = await api.client.get(
+        f"/api/v1/accounts/{account_id}/calls?since=2025-03-15&until=2025-03-01", headers=headers
+    )
+    assert response.status == 422
+
+
+async def test_transactions_are_exported_as_csv(api: Api) -> None:
+    customer = await api.customer(balance_minor=777)
+    response = await api.client.get(
+        f"/api/v1/accounts/{customer.account_id}/transactions.csv", headers=customer.headers
+    )
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [(r["kind"], r["amount_minor"]) for r in rows] == [("top_up", "777")]
+
+
+async def test_the_personal_data_export_holds_the_account_its_calls_and_voicemail(api: Api) -> None:
+    account_id, did, headers = await _calls(api)
+    await api.voicemail(account_id)
+    data = await (
+        await api.client.get(f"/api/v1/accounts/{account_id}/personal-data", headers=headers)
+    ).json()
+    assert data["account"]["email"] == "a@example.com"
+    assert [n["e164"] for n in data["numbers"]] == [did]
+    assert len(data["calls"]) == 4 and len(data["voicemail"]) == 1
+
+
+async def test_erasure_clears_identity_recordings_and_callers_but_keeps_the_ledger(
+    api: Api,
+) -> None:
+    account_id, _, headers = await _calls(api)
+    _, recording = await api.voicemail(account_id)
+    customer_erasure = await api.client.post(
+        f"/api/v1/accounts/{account_id}/erasure", headers=headers
+    )
+    response = await api.client.post(f"/api/v1/accounts/{account_id}/erasure", headers=api.operator)
+    result = await response.json()
+    async with api.sessions() as session:
+        account = await session.get(Account, account_id)
+        callers = set(await session.scalars(sa.select(Cdr.caller)))
+        entries = await session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry))
+    assert customer_erasure.status == 403 and response.status == 200
+    assert (result["recordings_deleted"], result["calls_anonymised"]) == (1, 4)
+    assert account is not None and account.email is None and account.erased_at is not None
+    assert callers == {None} and entries == 1 and not recording.exists()
+
+
+async def test_purge_expired_removes_only_what_is_older_than_the_retention(api: Api) -> None:
+    customer = await api.customer()
+    did = await api.number(customer.account_id)
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    await api.cdr(
+        customer.account_id, did, started_at=now - timedelta(days=200), caller="+4915100000009"
+    )
+    await api.cdr(
+        customer.account_id, did, started_at=now - timedelta(days=10), caller="+4915100000008"
+    )
+    _, old = await api.voicemail(customer.account_id, created_at=now - timedelta(days=200))
+    _, new = await api.voicemail(customer.account_id, created_at=now - timedelta(days=10))
+    result = await purge_expired(api.sessions, now, 180, media_root=api.media_root)
+    async with api.sessions() as session:
+        callers = set(await session.scalars(sa.select(Cdr.caller)))
+        messages = await session.scalar(sa.select(sa.func.count()).select_from(VoicemailMessage))
+    assert (result.calls_anonymised, result.recordings_deleted) == (1, 1)
+    assert callers == {None, "+4915100000008"} and messages == 1
+    assert not old.exists() and new.exists()
