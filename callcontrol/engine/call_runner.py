@@ -76,21 +76,25 @@ class CallRunner:
             feed=self._queue.put_nowait,
             on_save_voicemail=self._save_voicemail,
             on_finish=self._on_finish,
+            caller_name=channel.caller.name or None,
         )
         index[self.call_id] = self
 
     # ---- events from the dispatcher ---------------------------------------------
     def on_ari_event(self, channel_id: str, event: ari.AriEvent) -> None:
+        position = self._legs.get(channel_id)
+        if position is not None and isinstance(event, ari.StasisStart):
+            self._executor.leg_entered_stasis(channel_id)
+            return
         if isinstance(event, ari.PlaybackFinished):
             playback = event.playback
-            log.info(
+            log.debug(
                 "playback_finished",
                 call_id=self.call_id,
                 playback_id=playback.id,
                 media_uri=playback.media_uri,
                 state=playback.state,
             )
-        position = self._legs.get(channel_id)
         translated = caller_event(event) if position is None else leg_event(position, event)
         if translated is not None:
             self._queue.put_nowait(translated)

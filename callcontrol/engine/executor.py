@@ -5,6 +5,13 @@ Every request that fails is reported back to the call as ``CommandFailed``
 machine decides what a failure means. Hang-ups and playback stops of things
 already gone are done, not failures. Timers are the call's own: they fire
 ``TimerFired`` into the call's queue.
+
+Asterisk answers ``POST /channels/create`` before the new channel has entered
+our Stasis application (a thread of its own puts it there); a ``dial`` sent in
+between fails with 409 "Channel not in Stasis application" - under load, for
+about one call in four. So a 409 on dial waits for the leg's ``StasisStart``
+(the runner reports it: ``leg_entered_stasis``) and dials again; the usual
+case costs no wait and no extra request.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ from datetime import UTC, datetime
 
 import structlog
 
-from callcontrol.ari.errors import AriError, AriNotFound
+from callcontrol.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
 from callcontrol.domain import call_events as ev
 from callcontrol.engine.ports import AriPort
 
 log = structlog.get_logger(__name__)
+
+LEG_STASIS_TIMEOUT_S = 5.0
 
 
 class CallExecutor:
@@ -31,9 +40,12 @@ class CallExecutor:
         feed: Callable[[ev.CallEvent], None],
         on_save_voicemail: Callable[[ev.SaveVoicemail], None],
         on_finish: Callable[[ev.Finish], None],
+        caller_name: str | None = None,
     ) -> None:
         self._ari = ari
         self._caller = caller_channel_id
+        self._caller_name = caller_name
+        self._in_stasis: dict[str, asyncio.Future[None]] = {}
         self._feed = feed
         self._save_voicemail = on_save_voicemail
         self._finish = on_finish
@@ -98,23 +110,52 @@ class CallExecutor:
             case ev.Finish():
                 self._finish(command)
 
+    def leg_entered_stasis(self, channel_id: str) -> None:
+        """The leg's ``StasisStart`` arrived: it may be dialled now."""
+        waiting = self._in_stasis.get(channel_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
     async def _dial(self, command: ev.DialLeg) -> None:
         variables = {}
         if command.caller_id:
             # The far end's From / P-Asserted-Identity come from the connected line.
             variables["CALLERID(num)"] = command.caller_id
             variables["CONNECTEDLINE(num)"] = command.caller_id
-        await self._ari.create_channel(
-            command.endpoint,
-            command.channel_id,
-            originator=self._caller,
-            app_args="leg",
-            variables=variables or None,
-        )
-        # Asterisk's own dial timeout is a safety net; the call's timer decides.
-        await self._ari.dial(
-            command.channel_id, caller=self._caller, timeout_s=command.timeout_s + 5
-        )
+            if self._caller_name:
+                # With the caller's name too, bridging the leg with the caller
+                # changes nothing, so Asterisk sends the far end no re-INVITE.
+                variables["CALLERID(name)"] = self._caller_name
+                variables["CONNECTEDLINE(name)"] = self._caller_name
+        channel_id = command.channel_id
+        # Registered before the request: the StasisStart may beat the response.
+        entered = self._in_stasis[channel_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self._ari.create_channel(
+                command.endpoint,
+                channel_id,
+                originator=self._caller,
+                app_args="leg",
+                variables=variables or None,
+            )
+            # Asterisk's own dial timeout is a safety net; the call's timer decides.
+            timeout_s = command.timeout_s + 5
+            try:
+                await self._ari.dial(channel_id, caller=self._caller, timeout_s=timeout_s)
+            except AriConflict:
+                await self._until_in_stasis(channel_id, entered)
+                await self._ari.dial(channel_id, caller=self._caller, timeout_s=timeout_s)
+        finally:
+            del self._in_stasis[channel_id]
+
+    async def _until_in_stasis(self, channel_id: str, entered: asyncio.Future[None]) -> None:
+        try:
+            async with asyncio.timeout(LEG_STASIS_TIMEOUT_S):
+                await entered
+        except TimeoutError:
+            raise AriUnavailable(
+                "POST", f"/channels/{channel_id}/dial", None, "leg never entered Stasis"
+            ) from None
 
     def _start_timer(self, name: str, seconds: float) -> None:
         old = self._timers.pop(name, None)
