@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -93,6 +93,7 @@ class Seeder:
         voicemail: bool = False,
         greeting: str | None = None,
         voicemail_greeting: str | None = None,
+        activated_on: date | None = None,
     ) -> str:
         did = did or next_did()
         self_session: Any = None
@@ -124,7 +125,7 @@ class Seeder:
                 kind=kind,
                 state=state,
                 account_id=account_id,
-                activated_on=datetime.now(UTC).date(),
+                activated_on=activated_on or datetime.now(UTC).date(),
                 monthly_fee_minor=500,
                 setup_fee_minor=0,
                 currency="EUR",
