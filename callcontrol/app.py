@@ -31,6 +31,7 @@ from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
+from callcontrol.web.api import add_api_routes
 from callcontrol.web.health import add_health_routes
 
 log = structlog.get_logger(__name__)
@@ -137,4 +138,5 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
     if call_engine:
         app.cleanup_ctx.extend([_http_client, _call_engine, _billing])
         add_health_routes(app)
+        add_api_routes(app)  # opens the one ProvisioningService from settings.provisioning
     return app

@@ -18,7 +18,12 @@ Rules kept here:
 - Everything is validated before anything is written: a bad login or domain,
   a login taken (by another account, a trunk or the static pjsip.conf's
   ``callcontrol-*``/``transport-*`` sections) raises ``InvalidInput`` and
-  neither the database nor Asterisk changes.
+  neither the database nor Asterisk changes. A login already in use by another
+  SIP account is ``LoginTaken``, an unknown one ``SipAccountNotFound`` (both
+  ``InvalidInput``, so callers may tell them apart or not).
+- Deleting a SIP account also deletes, in the same transaction, the forwarding
+  destinations of its owner's numbers that rang it: a number must not go on
+  ringing a login that no longer exists (or that someone else takes next).
 - Trunks come from the settings (``provisioning.trunks``; the carrier only:
   customers' own servers are dialled by URI through ``callcontrol-external``
   and need no pjsip object). The test bed keeps its carrier static in
@@ -31,14 +36,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcontrol.db.models import Account, Number, SipAccount
+from callcontrol.db.models import Account, ForwardingDestination, Number, SipAccount
 from callcontrol.domain.errors import InvalidInput
+from callcontrol.domain.vocabulary import DestinationType
 from provisioning.digest import generate_password, ha1_md5
 from provisioning.pjsip import Changes, SipAccountSpec, TrunkSpec
 from provisioning.settings import ProvisioningSettings
@@ -54,6 +60,28 @@ ReloadStatus = Literal["done", "not-needed", "failed", "skipped"]
 
 class ProvisioningError(Exception):
     """The database changed but Asterisk could not be told; ``sync()`` will repair it."""
+
+    code: ClassVar[str] = "provisioning_failed"
+
+
+class LoginTaken(InvalidInput):
+    """The SIP login is already used by another SIP account."""
+
+    code: ClassVar[str] = "login_taken"
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"SIP login {login!r} is already taken")
+        self.login = login
+
+
+class SipAccountNotFound(InvalidInput):
+    """No SIP account has this login."""
+
+    code: ClassVar[str] = "sip_account_not_found"
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"no SIP account {login!r}")
+        self.login = login
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +155,7 @@ class ProvisioningService:
                 )
                 session.add(row)
         except IntegrityError as exc:  # a concurrent create took the login first
-            raise InvalidInput(f"SIP login {login!r} is already taken") from exc
+            raise LoginTaken(login) from exc
         log.info("SIP account %s@%s created for account %s", login, domain, account_id)
         await self._tell(self._backend.account_changed(spec))
         return row, password
@@ -146,8 +174,11 @@ class ProvisioningService:
         return row, password
 
     async def delete_sip_account(self, login: str) -> None:
+        """Delete ``login`` and the forwarding destinations of its owner's numbers ringing it."""
         async with self._sessions() as session, session.begin():
-            await session.delete(await self._get(session, login))
+            row = await self._get(session, login)
+            await session.execute(self._forwarding_to(row))
+            await session.delete(row)
         log.info("SIP account %s deleted", login)
         await self._tell(self._backend.account_removed(login))
 
@@ -201,7 +232,7 @@ class ProvisioningService:
     async def _check_login_free(session: AsyncSession, login: str) -> None:
         taken = await session.scalar(sa.select(SipAccount.id).where(SipAccount.login == login))
         if taken is not None:
-            raise InvalidInput(f"SIP login {login!r} is already taken")
+            raise LoginTaken(login)
 
     @staticmethod
     async def _get(session: AsyncSession, login: str) -> SipAccount:
@@ -209,8 +240,18 @@ class ProvisioningService:
             sa.select(SipAccount).where(SipAccount.login == login).with_for_update()
         )
         if row is None:
-            raise InvalidInput(f"no SIP account {login!r}")
+            raise SipAccountNotFound(login)
         return row
+
+    @staticmethod
+    def _forwarding_to(row: SipAccount) -> sa.Delete:
+        """The forwarding destinations of the owner's numbers that ring ``row``."""
+        numbers = sa.select(Number.id).where(Number.account_id == row.account_id)
+        return sa.delete(ForwardingDestination).where(
+            ForwardingDestination.type == DestinationType.SIP_ACCOUNT,
+            ForwardingDestination.target == row.login,
+            ForwardingDestination.number_id.in_(numbers),
+        )
 
     @staticmethod
     async def _callerid(session: AsyncSession, number_id: int | None) -> str | None:
@@ -271,8 +312,10 @@ async def open_provisioning(
 __all__: Sequence[str] = (
     "Backend",
     "DesiredState",
+    "LoginTaken",
     "ProvisioningError",
     "ProvisioningService",
+    "SipAccountNotFound",
     "SyncReport",
     "build_backend",
     "open_provisioning",

@@ -4,6 +4,10 @@ Imported by the ``test_api_*`` modules (fixtures by name); holds no tests itself
 ``api`` serves ``build_app(settings, call_engine=False)`` plus the API routes through
 aiohttp's TestServer, with an operator token; ``api.customer()`` opens an account
 with its own customer token. Seeds go through the real models and the ledger.
+The settings are built here, whatever ``CALLCONTROL_*`` says: SIP accounts are
+provisioned for real, by the file back-end into the test's own folder (realm
+``test-realm``, domain ``sip.example.net``, AMI off); ``api.pjsip_conf()`` reads
+the file once pending changes are written.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import itertools
 import struct
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -33,13 +37,17 @@ from callcontrol.domain.vocabulary import (
     NumberState,
 )
 from callcontrol.keys import SESSIONS
-from callcontrol.settings import DatabaseSettings, MediaSettings, Settings
-from callcontrol.web.api import ApiSettings, add_api_routes
+from callcontrol.settings import AmiSettings, DatabaseSettings, MediaSettings, Settings
+from callcontrol.web.api import add_api_routes
+from callcontrol.web.api.config import PROVISIONER
 from callcontrol.web.api.tokens import create_token
+from provisioning.service import ProvisioningService
+from provisioning.settings import ProvisioningSettings
 
 Sessions = async_sessionmaker[AsyncSession]
 _dids = itertools.count(1000)
 REALM = "test-realm"
+SIP_DOMAIN = "sip.example.net"
 
 
 def next_did(prefix: str = "+4930777") -> str:
@@ -82,7 +90,14 @@ class Api:
     media_root: Path
     operator: dict[str, str]
     mailer: RecordingMailer
-    sip_changes: list[int] = field(default_factory=list)
+    provisioning_file: Path
+
+    async def pjsip_conf(self) -> str:
+        """The provisioning include file once every pending change is on disk ("" if none)."""
+        service = self.client.app[PROVISIONER]
+        assert isinstance(service, ProvisioningService)
+        await service.backend.flush()
+        return self.provisioning_file.read_text() if self.provisioning_file.exists() else ""
 
     async def customer(
         self, *, balance_minor: int = 10_000, email: str = "a@example.com"
@@ -145,33 +160,35 @@ class Api:
             return row.id, path
 
 
+def provisioning_file(media_root: Path) -> Path:
+    """Beside the media folder (both in the test's own folder), never the working directory."""
+    return media_root.parent / f"{media_root.name}-asterisk" / "pjsip_callcontrol.conf"
+
+
 def api_settings(url: str, media_root: Path, max_upload_bytes: int = 1024 * 1024) -> Settings:
     return Settings(
         database=DatabaseSettings(url=url),
         media=MediaSettings(root=media_root, max_upload_bytes=max_upload_bytes),
+        ami=AmiSettings(enabled=False),
+        provisioning=ProvisioningSettings(
+            file_path=provisioning_file(media_root), realm=REALM, sip_domain=SIP_DOMAIN
+        ),
     )
 
 
 @pytest.fixture(name="api")
 async def api_fixture(fresh_db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     media_root = tmp_path / "media"
-    app = build_app(api_settings(fresh_db_url, media_root), call_engine=False)
-    mailer, changes = RecordingMailer(), []
-
-    async def on_sip_change(account_id: int) -> None:
-        changes.append(account_id)
-
-    add_api_routes(
-        app, settings=ApiSettings(sip_domain="sip.example.net", sip_realm=REALM),
-        sip_accounts_changed=on_sip_change, mailer=mailer,
-    )  # fmt: skip
+    settings = api_settings(fresh_db_url, media_root)
+    app = build_app(settings, call_engine=False)
+    mailer = RecordingMailer()
+    add_api_routes(app, mailer=mailer)  # opens provisioning itself, from settings.provisioning
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:
         sessions = app[SESSIONS]
         token = await create_token(sessions, role="operator")
-        yield Api(
-            client, sessions, media_root, {"Authorization": f"Bearer {token}"}, mailer, changes
-        )
+        operator = {"Authorization": f"Bearer {token}"}
+        yield Api(client, sessions, media_root, operator, mailer, settings.provisioning.file_path)
     finally:
         await client.close()

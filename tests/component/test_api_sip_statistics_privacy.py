@@ -1,4 +1,4 @@
-"""SIP accounts (password shown once, stored as HA1), statistics and CSV, privacy."""
+"""SIP accounts (password shown once, stored as HA1, provisioned), statistics and CSV, privacy."""
 
 from __future__ import annotations
 
@@ -33,7 +33,42 @@ async def test_a_sip_account_password_is_shown_once_and_stored_as_ha1(api: Api) 
     assert created.status == 201 and body["domain"] == "sip.example.net"
     assert digest == ha1_md5("office1", REALM, body["password"])
     assert "password" not in listed["items"][0]
-    assert api.sip_changes == [customer.account_id]
+
+
+async def test_the_api_provisions_a_sip_account_into_asterisks_include_file(api: Api) -> None:
+    """Created through the API: its sections appear with the HA1 only; deleted: they go."""
+    customer = await api.customer()
+    created = await api.client.post(
+        f"/api/v1/accounts/{customer.account_id}/sip-accounts",
+        json={"login": "office2"},
+        headers=customer.headers,
+    )
+    body = await created.json()
+    written = await api.pjsip_conf()
+    deleted = await api.client.delete(
+        f"/api/v1/sip-accounts/{body['id']}", headers=customer.headers
+    )
+    after = await api.pjsip_conf()
+
+    assert created.status == 201 and deleted.status == 204
+    assert "[office2](callcontrol-account-auth)" in written
+    assert f"password_digest=MD5:{ha1_md5('office2', REALM, body['password'])}\n" in written
+    assert f"realm={REALM}\n" in written and "from_domain=sip.example.net\n" in written
+    assert body["password"] not in written
+    assert "office2" not in after
+
+
+async def test_a_login_the_provisioning_rules_reserve_is_a_422(api: Api) -> None:
+    customer = await api.customer()
+    response = await api.client.post(
+        f"/api/v1/accounts/{customer.account_id}/sip-accounts",
+        json={"login": "callcontrol-pstn"},
+        headers=customer.headers,
+    )
+    body = await response.json()
+    async with api.sessions() as session:
+        count = await session.scalar(sa.select(sa.func.count()).select_from(SipAccount))
+    assert response.status == 422 and "reserved" in body["message"] and count == 0
 
 
 async def test_resetting_a_password_replaces_the_digest(api: Api) -> None:
@@ -67,7 +102,25 @@ async def test_a_taken_login_is_a_409_and_deleting_frees_it(api: Api) -> None:
         f"/api/v1/sip-accounts/{first['id']}", headers=customer.headers
     )
     again = await api.client.post(url, json={"login": "desk"}, headers=customer.headers)
+    message = (await taken.json())["message"]
     assert (taken.status, deleted.status, again.status) == (409, 204, 201)
+    assert message == "the SIP login 'desk' is taken; choose another"
+
+
+async def test_another_accounts_login_is_taken_too(api: Api) -> None:
+    """Logins are global (they name pjsip sections), so another customer's is a 409."""
+    first, second = await api.customer(), await api.customer()
+    made = await api.client.post(
+        f"/api/v1/accounts/{first.account_id}/sip-accounts",
+        json={"login": "shared"},
+        headers=first.headers,
+    )
+    taken = await api.client.post(
+        f"/api/v1/accounts/{second.account_id}/sip-accounts",
+        json={"login": "shared"},
+        headers=second.headers,
+    )
+    assert (made.status, taken.status) == (201, 409)
 
 
 async def _calls(api: Api) -> tuple[int, str, dict[str, str]]:

@@ -19,12 +19,19 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support.fake_ami import FakeAmi
 
-from callcontrol.db.models import Account, SipAccount
+from callcontrol.db.models import Account, ForwardingDestination, Number, SipAccount
 from callcontrol.domain.errors import InvalidInput
+from callcontrol.domain.vocabulary import DestinationType, NumberKind, NumberState
 from provisioning.ami import AmiClient
 from provisioning.digest import ha1_md5
 from provisioning.file_backend import FileBackend, atomic_write
-from provisioning.service import DesiredState, ProvisioningService, open_provisioning
+from provisioning.service import (
+    DesiredState,
+    LoginTaken,
+    ProvisioningService,
+    SipAccountNotFound,
+    open_provisioning,
+)
 from provisioning.settings import ProvisioningSettings
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -138,6 +145,35 @@ async def test_a_refused_account_changes_neither_the_database_nor_asterisk(
     assert logins == ["alice01"]
 
 
+async def test_a_login_in_use_is_login_taken_whoever_holds_it(bed: Bed) -> None:
+    """LoginTaken (an InvalidInput) lets the API answer 409 instead of 422."""
+    await bed.service.create_sip_account(bed.account_id, "alice01")
+    other = await _account(bed.sessions, "Other")
+    with pytest.raises(LoginTaken, match="already taken") as refused:
+        await bed.service.create_sip_account(other, "alice01")
+    assert refused.value.login == "alice01" and isinstance(refused.value, InvalidInput)
+
+
+async def test_a_login_taken_by_a_concurrent_create_is_login_taken(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create that passed the pre-check but lost the race on the unique index: LoginTaken."""
+    await bed.service.create_sip_account(bed.account_id, "race01")
+    await bed.backend.flush()
+    before = (bed.text(), bed.ami.reloads)
+
+    async def lost_the_race(session: AsyncSession, login: str) -> None:
+        pass  # the other create had not committed yet when this one looked
+
+    monkeypatch.setattr(ProvisioningService, "_check_login_free", staticmethod(lost_the_race))
+    other = await _account(bed.sessions, "Other")
+    with pytest.raises(LoginTaken) as refused:
+        await bed.service.create_sip_account(other, "race01")
+    await bed.backend.flush()
+    assert refused.value.__cause__ is not None  # the IntegrityError
+    assert (bed.text(), bed.ami.reloads) == before
+
+
 async def test_an_unknown_customer_account_is_refused(bed: Bed) -> None:
     with pytest.raises(InvalidInput, match="does not exist"):
         await bed.service.create_sip_account(999_999, "carol01")
@@ -156,8 +192,78 @@ async def test_deleting_an_account_removes_its_sections(bed: Bed) -> None:
     assert "[alice01]" not in text and "alice01" not in text
     assert "[bob001](callcontrol-account)" in text
     assert bed.ami.reloads == 2
-    with pytest.raises(InvalidInput, match="no SIP account"):
+    with pytest.raises(SipAccountNotFound, match="no SIP account"):
         await bed.service.delete_sip_account("alice01")
+
+
+async def _number(sessions: Sessions, account_id: int, e164: str) -> int:
+    async with sessions() as session, session.begin():
+        number = Number(
+            e164=e164, country_code=49, region="DE", city="Berlin", kind=NumberKind.VOICE,
+            state=NumberState.ACTIVE, account_id=account_id, monthly_fee_minor=500,
+            setup_fee_minor=100, currency="EUR",
+        )  # fmt: skip
+        session.add(number)
+        await session.flush()
+        return number.id
+
+
+async def _ring(sessions: Sessions, number_id: int, *targets: tuple[DestinationType, str]) -> None:
+    async with sessions() as session, session.begin():
+        for position, (kind, target) in enumerate(targets, start=1):
+            session.add(
+                ForwardingDestination(
+                    number_id=number_id, position=position, type=kind, target=target,
+                    ring_timeout_s=20,
+                )
+            )  # fmt: skip
+
+
+async def test_deleting_an_account_removes_the_forwarding_destinations_that_rang_it(
+    bed: Bed,
+) -> None:
+    """Only the owner's destinations of type sip_account naming the login go, with the login."""
+    await bed.service.create_sip_account(bed.account_id, "alice01")
+    await bed.service.create_sip_account(bed.account_id, "bob001")
+    own = await _number(bed.sessions, bed.account_id, "+493077700001")
+    other_account = await _account(bed.sessions, "Other")
+    foreign = await _number(bed.sessions, other_account, "+493077700002")
+    await _ring(
+        bed.sessions, own, (DestinationType.SIP_ACCOUNT, "alice01"),
+        (DestinationType.SIP_ACCOUNT, "bob001"),
+    )  # fmt: skip
+    await _ring(
+        bed.sessions, foreign, (DestinationType.SIP_URI, "sip:alice01@sip.example.net"),
+        (DestinationType.SIP_ACCOUNT, "alice01"),  # not the owner's number: left alone
+    )  # fmt: skip
+
+    await bed.service.delete_sip_account("alice01")
+
+    async with bed.sessions() as session:
+        left = (
+            await session.execute(
+                sa.select(
+                    ForwardingDestination.number_id,
+                    ForwardingDestination.type,
+                    ForwardingDestination.target,
+                ).order_by(ForwardingDestination.id)
+            )
+        ).all()
+    assert [tuple(r) for r in left] == [
+        (own, DestinationType.SIP_ACCOUNT, "bob001"),
+        (foreign, DestinationType.SIP_URI, "sip:alice01@sip.example.net"),
+        (foreign, DestinationType.SIP_ACCOUNT, "alice01"),
+    ]
+
+
+async def test_a_refused_delete_leaves_the_forwarding_destinations(bed: Bed) -> None:
+    own = await _number(bed.sessions, bed.account_id, "+493077700003")
+    await _ring(bed.sessions, own, (DestinationType.SIP_ACCOUNT, "ghost01"))
+    with pytest.raises(SipAccountNotFound):
+        await bed.service.delete_sip_account("ghost01")
+    async with bed.sessions() as session:
+        count = await session.scalar(sa.select(sa.func.count()).select_from(ForwardingDestination))
+    assert count == 1
 
 
 async def test_reset_password_replaces_the_digest(bed: Bed) -> None:

@@ -3,6 +3,10 @@
 Routes come from one table (each module's ``ROUTES``), which also builds
 ``/openapi.json``; ``/docs`` renders that spec for people. Every answer under
 ``/api/`` that is not a success is the JSON error body of ``errors.py``.
+
+SIP accounts are provisioned by ``provisioning.service.ProvisioningService``,
+opened here on the app's settings and sessions unless one is passed in: there
+is one implementation of creating, re-keying and deleting them.
 """
 
 from __future__ import annotations
@@ -27,16 +31,17 @@ from callcontrol.web.api import (
 from callcontrol.web.api.config import (
     API_SETTINGS,
     NUMBER_SERVICE,
-    SIP_ACCOUNTS_CHANGED,
+    PROVISIONER,
     ApiSettings,
-    SipAccountsChanged,
-    ignore_sip_changes,
+    SipAccountProvisioner,
 )
 from callcontrol.web.api.endpoint import Route, handler_for
 from callcontrol.web.api.errors import api_errors
 from callcontrol.web.api.openapi import add_spec_routes
+from provisioning.ami import AmiClient
+from provisioning.service import open_provisioning
 
-__all__ = ["ApiSettings", "SipAccountsChanged", "add_api_routes", "all_routes"]
+__all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes"]
 
 
 def all_routes() -> list[Route]:
@@ -54,16 +59,37 @@ def _number_service(mailer: Mailer | None) -> Callable[[web.Application], AsyncI
     return ctx
 
 
+async def _provisioning(app: web.Application) -> AsyncIterator[None]:
+    """The SIP account provisioner of ``Settings.provisioning``; AMI reloads if enabled."""
+    settings = app[SETTINGS]
+    part = settings.provisioning
+    ami = AmiClient(settings.ami, timeout_s=part.ami_timeout_s) if settings.ami.enabled else None
+    try:
+        async with open_provisioning(part, app[SESSIONS], reloader=ami) as service:
+            app[PROVISIONER] = service
+            yield
+    finally:
+        if ami is not None:
+            await ami.close()
+
+
 def add_api_routes(
     app: web.Application,
     *,
     settings: ApiSettings | None = None,
-    sip_accounts_changed: SipAccountsChanged = ignore_sip_changes,
+    provisioner: SipAccountProvisioner | None = None,
     mailer: Mailer | None = None,
 ) -> None:
-    """Add the API to ``app`` (after the database ``cleanup_ctx``, which it uses)."""
+    """Add the API to ``app`` (after the database ``cleanup_ctx``, which it uses).
+
+    Without ``provisioner`` a ``ProvisioningService`` is opened at start-up (and
+    its pending reload flushed at shutdown); pass one to share it or to test.
+    """
     app[API_SETTINGS] = settings or ApiSettings()
-    app[SIP_ACCOUNTS_CHANGED] = sip_accounts_changed
+    if provisioner is None:
+        app.cleanup_ctx.append(_provisioning)
+    else:
+        app[PROVISIONER] = provisioner
     app.cleanup_ctx.append(_number_service(mailer))
     app.middlewares.append(api_errors)
     routes = all_routes()

@@ -1,8 +1,10 @@
 """What the HTTP API needs beyond the shared settings, and its pluggable collaborators.
 
 ``ApiSettings`` holds the knobs of the API alone (until the lead moves them into
-``callcontrol.settings``); ``SipAccountsChanged`` is the hook provisioning plugs
-in to push SIP accounts to Asterisk; ``NumberService`` (built at start-up on the
+``callcontrol.settings``). SIP realm and domain are not among them: they belong
+to ``Settings.provisioning``, whose ``ProvisioningService`` is the one place SIP
+accounts are created, re-keyed and deleted. The API reaches it through the
+``SipAccountProvisioner`` protocol; ``NumberService`` (built at start-up on the
 app's sessions) carries out the number life cycle. All live under typed ``AppKey``s.
 """
 
@@ -13,29 +15,34 @@ from typing import Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from callcontrol.db.models import SipAccount
 from callcontrol.services.numbers import NumberService
 
 
 class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sip_domain: str = Field(default="sip.callcontrol.invalid", min_length=1)
-    # The realm Asterisk challenges with; HA1 digests bind it (see provisioning.digest).
-    sip_realm: str = Field(default="callcontrol", min_length=1)
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
     retention_days: int = Field(default=180, ge=1)
 
 
-class SipAccountsChanged(Protocol):
-    """Told after SIP accounts of an account were created, reset or deleted (committed)."""
+class SipAccountProvisioner(Protocol):
+    """Creates, re-keys and deletes SIP accounts and makes Asterisk learn of it.
 
-    async def __call__(self, account_id: int) -> None: ...
+    ``provisioning.service.ProvisioningService`` is the implementation. A refused
+    request raises ``InvalidInput`` (``LoginTaken`` for a login in use,
+    ``SipAccountNotFound`` for an unknown one) and changes nothing.
+    """
 
+    async def create_sip_account(
+        self, account_id: int, login: str, domain: str | None = None
+    ) -> tuple[SipAccount, str]: ...
 
-async def ignore_sip_changes(account_id: int) -> None:
-    """The default hook: nothing to provision."""
+    async def reset_password(self, login: str) -> tuple[SipAccount, str]: ...
+
+    async def delete_sip_account(self, login: str) -> None: ...
 
 
 API_SETTINGS = web.AppKey("api_settings", ApiSettings)
-SIP_ACCOUNTS_CHANGED = web.AppKey("sip_accounts_changed", SipAccountsChanged)
+PROVISIONER = web.AppKey("sip_account_provisioner", SipAccountProvisioner)
 NUMBER_SERVICE = web.AppKey("number_service", NumberService)

@@ -30,10 +30,10 @@ from callcontrol.web.api.auth import Caller, authenticate
 from callcontrol.web.api.config import (
     API_SETTINGS,
     NUMBER_SERVICE,
-    SIP_ACCOUNTS_CHANGED,
+    PROVISIONER,
     ApiSettings,
+    SipAccountProvisioner,
 )
-from callcontrol.web.api.config import SipAccountsChanged as SipHook
 from callcontrol.web.api.errors import (
     ApiError,
     NotFound,
@@ -100,8 +100,8 @@ class ApiCall:
         return self.request.app[NUMBER_SERVICE]
 
     @property
-    def sip_hook(self) -> SipHook:
-        return self.request.app[SIP_ACCOUNTS_CHANGED]
+    def provisioner(self) -> SipAccountProvisioner:
+        return self.request.app[PROVISIONER]
 
     def id(self, name: str) -> int:
         value = self.path[name]

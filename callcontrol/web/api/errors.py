@@ -3,8 +3,9 @@
 Rules kept here:
 - Every error body is ``{"error": code, "message": text, "details": [{field, message}]}``.
 - Domain errors know nothing of HTTP; ``status_for`` maps them (invalid input 422,
-  illegal life-cycle transition, short balance or empty pool 409, refused actor
-  403, unknown things 404).
+  illegal life-cycle transition, short balance, empty pool or a SIP login in use
+  409, refused actor 403, unknown things 404; a change saved but not pushed to
+  Asterisk 502).
 - The middleware answers every failure under ``/api/`` in that shape, including
   the router's own 404/405 and aiohttp's 413, and never lets a traceback out:
   an unexpected exception is logged and answered 500 ``internal``.
@@ -28,6 +29,7 @@ from callcontrol.domain.errors import (
     NotPermitted,
 )
 from callcontrol.services import errors as service_errors
+from provisioning.service import LoginTaken, ProvisioningError, SipAccountNotFound
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +84,9 @@ _DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.RefundRefused, 409),
     (NotPermitted, 403),
     (IllegalTransition, 409),
+    (LoginTaken, 409),  # before InvalidInput, of which both are kinds
+    (SipAccountNotFound, 404),
+    (ProvisioningError, 502),
     (InvalidInput, 422),
     (CurrencyMismatch, 422),
     (ledger.AccountNotFound, 404),

@@ -1,10 +1,13 @@
 """SIP accounts of a customer: create, list, reset the password, delete.
 
-The password is generated (``provisioning.digest.generate_password``), shown once
-in the answer and stored only as the HA1 digest bound to the configured realm.
-After each committed change the ``SipAccountsChanged`` hook is told, so
-provisioning can push the accounts to Asterisk. Deleting a SIP account also
-removes the forwarding destinations of the account's numbers that rang it.
+The API decides who may touch which SIP account (an object of another account
+is a 404, as if it did not exist), names a login when none is given, and speaks
+the schemas. Everything else is the provisioner's (``ProvisioningService``):
+the password is generated there, shown once in the answer and stored only as the
+HA1 digest bound to the provisioning realm; Asterisk is told of every change;
+deleting a SIP account also removes the forwarding destinations of the owner's
+numbers that rang it. A login in use is a 409, a login the provisioning rules
+refuse (reserved names ...) a 422.
 """
 
 from __future__ import annotations
@@ -12,14 +15,11 @@ from __future__ import annotations
 import secrets
 
 import sqlalchemy as sa
-import structlog
-from sqlalchemy.exc import IntegrityError
 
-from callcontrol.db.models import ForwardingDestination, Number, SipAccount
-from callcontrol.domain.vocabulary import DestinationType
+from callcontrol.db.models import SipAccount
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
-from callcontrol.web.api.errors import Conflict
+from callcontrol.web.api.errors import Conflict, NotFound
 from callcontrol.web.api.schemas import (
     PageQuery,
     SipAccountCreate,
@@ -27,19 +27,9 @@ from callcontrol.web.api.schemas import (
     SipAccountList,
     SipAccountOut,
 )
-from provisioning.digest import generate_password, ha1_md5
+from provisioning.service import LoginTaken, SipAccountNotFound
 
 TAG = "sip-accounts"
-log = structlog.get_logger(__name__)
-
-
-async def _tell_provisioning(call: ApiCall, account_id: int) -> None:
-    # The change is committed and a password may be in the answer: a failing hook
-    # is logged (provisioning retries from the table), never turned into an error.
-    try:
-        await call.sip_hook(account_id)
-    except Exception as exc:
-        log.warning("sip_accounts_hook_failed", account_id=account_id, error=repr(exc)[:300])
 
 
 def _generated_login(account_id: int) -> str:
@@ -52,23 +42,27 @@ def _credentials(row: SipAccount, password: str) -> SipAccountCredentials:
     )
 
 
+async def _owned_login(call: ApiCall) -> str:
+    """The login of the path's SIP account, if the caller may see it (else 404)."""
+    async with call.sessions() as session:
+        row = await lookup.sip_account(session, call.caller, call.id("sip_account_id"))
+        return row.login
+
+
+def _gone(call: ApiCall) -> NotFound:
+    # Deleted between the ownership check and the provisioner's own transaction.
+    return NotFound(f"SIP account {call.id('sip_account_id')} not found")
+
+
 async def create_sip_account(call: ApiCall) -> SipAccountCredentials:
     body = call.body_as(SipAccountCreate)
-    password = generate_password()
+    async with call.sessions() as session:
+        owner = await lookup.account(session, call.caller, call.id("account_id"))
+    login = body.login or _generated_login(owner.id)
     try:
-        async with call.sessions() as session, session.begin():
-            owner = await lookup.account(session, call.caller, call.id("account_id"))
-            login = body.login or _generated_login(owner.id)
-            row = SipAccount(
-                account_id=owner.id, login=login, domain=call.api.sip_domain,
-                password_digest=ha1_md5(login, call.api.sip_realm, password),
-            )  # fmt: skip
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
-    except IntegrityError:
-        raise Conflict(f"the SIP login {body.login!r} is taken; choose another") from None
-    await _tell_provisioning(call, owner.id)
+        row, password = await call.provisioner.create_sip_account(owner.id, login)
+    except LoginTaken:
+        raise Conflict(f"the SIP login {login!r} is taken; choose another") from None
     return _credentials(row, password)
 
 
@@ -93,30 +87,20 @@ async def get_sip_account(call: ApiCall) -> SipAccountOut:
 
 
 async def reset_password(call: ApiCall) -> SipAccountCredentials:
-    password = generate_password()
-    async with call.sessions() as session, session.begin():
-        row = await lookup.sip_account(session, call.caller, call.id("sip_account_id"))
-        row.password_digest = ha1_md5(row.login, call.api.sip_realm, password)
-    await _tell_provisioning(call, row.account_id)
+    login = await _owned_login(call)
+    try:
+        row, password = await call.provisioner.reset_password(login)
+    except SipAccountNotFound:
+        raise _gone(call) from None
     return _credentials(row, password)
 
 
-def _forwarding_to(row: SipAccount) -> sa.Delete:
-    """The account's forwarding destinations that ring this SIP account."""
-    numbers = sa.select(Number.id).where(Number.account_id == row.account_id)
-    return sa.delete(ForwardingDestination).where(
-        ForwardingDestination.type == DestinationType.SIP_ACCOUNT,
-        ForwardingDestination.target == row.login,
-        ForwardingDestination.number_id.in_(numbers),
-    )
-
-
 async def delete_sip_account(call: ApiCall) -> None:
-    async with call.sessions() as session, session.begin():
-        row = await lookup.sip_account(session, call.caller, call.id("sip_account_id"))
-        await session.execute(_forwarding_to(row))
-        await session.delete(row)
-    await _tell_provisioning(call, row.account_id)
+    login = await _owned_login(call)
+    try:
+        await call.provisioner.delete_sip_account(login)
+    except SipAccountNotFound:
+        raise _gone(call) from None
 
 
 ACC = "/api/v1/accounts/{account_id}/sip-accounts"
