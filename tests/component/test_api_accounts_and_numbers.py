@@ -39,6 +39,22 @@ async def test_a_top_up_moves_the_balance_through_the_ledger_once_per_key(api: A
     assert [(i["kind"], i["amount_minor"]) for i in items] == [("top_up", 2500)]
 
 
+async def test_a_top_up_key_reused_for_another_amount_is_refused_with_409(api: Api) -> None:
+    customer = await api.customer(balance_minor=0)
+    url = f"/api/v1/accounts/{customer.account_id}/top-ups"
+    await api.client.post(
+        url, json={"amount_minor": 100, "idempotency_key": "k"}, headers=api.operator
+    )
+    clash = await api.client.post(
+        url, json={"amount_minor": 200, "idempotency_key": "k"}, headers=api.operator
+    )
+    assert clash.status == 409, await clash.text()
+    assert (await clash.json())["error"]
+    spec = await (await api.client.get("/openapi.json")).json()
+    declared = spec["paths"]["/api/v1/accounts/{account_id}/top-ups"]["post"]["responses"]
+    assert "409" in declared, "the 409 is part of the contract"
+
+
 async def test_a_top_up_reactivates_a_suspended_number(api: Api) -> None:
     customer = await api.customer(balance_minor=-100)
     did = await api.number(

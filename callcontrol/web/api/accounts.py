@@ -97,7 +97,8 @@ ROUTES = [
     Route("PATCH", BASE + "/{account_id}", update_account, "Correct the name or email", TAG,
           body=AccountUpdate, response=AccountOut),
     Route("POST", BASE + "/{account_id}/top-ups", top_up, "Top up the balance", TAG,
-          operator_only=True, body=TopUp, response=BalanceOut, status=201),
+          operator_only=True, body=TopUp, response=BalanceOut, status=201,
+          errors=(409,)),  # the idempotency key was used for another amount
     Route("POST", BASE + "/{account_id}/tokens", create_customer_token,
           "Create a customer API token for the account (shown once)", TAG,
           operator_only=True, response=TokenCreated, status=201),
