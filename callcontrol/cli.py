@@ -55,6 +55,22 @@ def _demo_seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from callcontrol.db.engine import create_engine, session_factory
+    from callcontrol.web.api.tokens import create_token
+
+    async def run() -> str:
+        engine = create_engine(settings.database, pooled=False)
+        try:
+            role = "operator" if args.operator else "customer"
+            return await create_token(session_factory(engine), role=role, account_id=args.account)
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(run()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callcontrol",
@@ -73,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo_commands.add_parser("seed", help="create the demo account and number").set_defaults(
         handler=_with_settings(_demo_seed)
     )
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="print a new API token (shown once)")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--operator", action="store_true", help="an operator token")
+    who.add_argument("--account", type=int, help="a customer token for this account")
+    create.set_defaults(handler=_with_settings(_token_create))
     from callcontrol.sandbox.cli import add_cli as add_sandbox
     from callcontrol.services.cli import add_cli as add_billing
     from provisioning.cli import add_cli as add_provisioning

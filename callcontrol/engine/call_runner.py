@@ -88,7 +88,7 @@ class CallRunner:
             return
         if isinstance(event, ari.PlaybackFinished):
             playback = event.playback
-            log.debug(
+            log.info(
                 "playback_finished",
                 call_id=self.call_id,
                 playback_id=playback.id,

@@ -66,13 +66,15 @@ def _target_channel(target_uri: str) -> str | None:
     return ident if kind == "channel" else None
 
 
-# The event types the engine uses; Asterisk is told to send nothing else.
+# The event types the engine uses; Asterisk is told to send nothing else (each
+# event is JSON Asterisk must build and we must parse). ChannelHangupRequest is
+# left out: StasisEnd and ChannelDestroyed follow it for every hang-up and say
+# the same (caller_event still understands it, for peers that send it).
 WANTED_EVENTS = (
     "StasisStart",
     "StasisEnd",
     "ChannelStateChange",
     "ChannelDestroyed",
-    "ChannelHangupRequest",
     "PlaybackFinished",
     "RecordingFinished",
     "RecordingFailed",

