@@ -1,0 +1,579 @@
+"""Load through real Asterisk: each engine case beside its dialplan-only twin.
+
+    python -m bench.calls [--rates 50,100,200] [--seconds 10] [--db sqlite|postgresql]
+                          [--cases reject,forward] [--paths twin,engine]
+                          [--talk-ms 100] [--json PATH] [--keep]
+
+Starts the Asterisk sandbox, a database (a SQLite file, or a throwaway
+PostgreSQL from tests/support/postgres.py), the engine as a process
+(``callcontrol serve``), seeds a suspended DID and an active DID forwarded to
+a SIPp far end on 127.0.0.3:5080 (answers at once, hangs up after
+``--talk-ms``), then for every rate runs four steps of ``--seconds`` each:
+
+- reject / engine: caller 127.0.0.2 -> suspended DID -> Stasis -> 403 (cause 21);
+- reject / twin:   caller 127.0.0.9 -> dialplan ``Hangup(21)`` -> 403;
+- forward / engine: caller 127.0.0.2 -> active DID -> engine dials the far end;
+- forward / twin:   caller 127.0.0.9 -> dialplan ``Dial()`` of the same far end.
+
+Per step it reports SIPp's counts and retransmissions (``-trace_stat``), the
+time to the final response / answer (``-trace_rtt``, rtd 1: INVITE -> 403 or
+200), the CPU seconds Asterisk and the engine used (``/proc/PID/stat``
+deltas, from the step's start until the system is idle again), the engine's
+RSS and the ARI events it received per call (``/metrics`` delta), and the CDRs
+it wrote. Then it compares engine vs. twin: the highest clean rate (every
+call succeeded) and the p99 the engine adds at 200 calls/s.
+
+Everything it starts it stops (by PID) and it leaves Asterisk stopped unless
+Asterisk was already running when it began. Traffic stays on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import sqlalchemy as sa  # noqa: E402
+from support.asterisk import AsteriskSandbox, asterisk_sandbox  # noqa: E402
+from support.data import Seeder  # noqa: E402
+from support.engine import EngineProcess  # noqa: E402
+from support.postgres import PostgresCluster  # noqa: E402
+
+from callcontrol.db.engine import create_engine, upgrade  # noqa: E402
+from callcontrol.domain.vocabulary import DestinationType, NumberState  # noqa: E402
+from callcontrol.settings import DatabaseSettings  # noqa: E402
+
+SCENARIOS = ROOT / "sipp-scenarios"
+ASTERISK = "127.0.0.1:5060"
+ENGINE_CARRIER = "127.0.0.2"
+TWIN_CARRIER = "127.0.0.9"
+FAR_END = ("127.0.0.3", 5080)
+SUSPENDED_DID = "+4930777000001"
+FORWARDED_DID = "+4930777000002"
+TWIN_SERVICE = {"reject": "14930777000001", "forward": "24930777000002"}
+ENGINE_SERVICE = {"reject": SUSPENDED_DID[1:], "forward": FORWARDED_DID[1:]}
+CALLER_SCENARIO = {"reject": "bench_caller_reject.xml", "forward": "bench_caller_forward.xml"}
+CASES = ("reject", "forward")
+PATHS = ("twin", "engine")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SETTLE_LIMIT_S = 30.0
+
+
+# ---- /proc ------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ---- SIPp -------------------------------------------------------------------------
+
+
+@dataclass
+class SippStats:
+    attempted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retransmissions: int = 0
+    response_ms: list[float] = field(default_factory=list)
+
+
+def sipp_command(
+    scenario: str,
+    ip: str,
+    port: int,
+    folder: Path,
+    *,
+    remote: str | None = None,
+    service: str | None = None,
+    rate: int | None = None,
+    calls: int | None = None,
+    timeout_s: float | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    args = ["sipp", "-sf", str(SCENARIOS / scenario), "-i", ip, "-p", str(port), "-nostdin"]
+    args += ["-trace_stat", "-stf", str(folder / "stat.csv"), "-fd", "1"]
+    args += ["-trace_err", "-error_file", str(folder / "errors.log")]
+    args += ["-recv_timeout", "10000", "-l", "100000"]
+    if rate is not None:
+        args += ["-r", str(rate), "-trace_rtt", "-rtt_freq", "1"]
+    if calls is not None:
+        args += ["-m", str(calls)]
+    if timeout_s is not None:
+        args += ["-timeout", f"{timeout_s}s", "-timeout_error"]
+    if service is not None:
+        args += ["-s", service]
+    args += list(extra)
+    if remote is not None:
+        args.append(remote)
+    return args
+
+
+def read_stats(folder: Path) -> SippStats:
+    stats = SippStats()
+    rows = [line for line in _read(folder / "stat.csv").splitlines() if line.strip()]
+    if len(rows) >= 2:
+        values = dict(zip(rows[0].split(";"), rows[-1].split(";"), strict=False))
+        stats.attempted = int(values.get("OutgoingCall(C)", 0) or 0)
+        stats.succeeded = int(values.get("SuccessfulCall(C)", 0) or 0)
+        stats.failed = int(values.get("FailedCall(C)", 0) or 0)
+        stats.retransmissions = int(values.get("Retransmissions(C)", 0) or 0)
+    for rtt in folder.glob("*_rtt.csv"):
+        for line in _read(rtt).splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 2:
+                try:
+                    stats.response_ms.append(float(parts[1]))
+                except ValueError:
+                    continue
+    return stats
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def far_end(workdir: Path, talk_ms: int) -> Iterator[subprocess.Popen[bytes]]:
+    folder = workdir / "far-end"
+    folder.mkdir()
+    text = (SCENARIOS / "bench_far_answer_bye.xml").read_text(encoding="utf-8")
+    marker = '<recv request="INVITE" timeout="100" ontimeout="bye"/>'
+    if marker not in text:
+        raise RuntimeError("bench_far_answer_bye.xml changed; update bench.calls.far_end")
+    scenario = folder / "bench_far_answer_bye.xml"
+    scenario.write_text(text.replace(marker, marker.replace("100", str(max(1, talk_ms)))))
+    command = sipp_command(str(scenario), *FAR_END, folder)
+    with open(folder / "stdout.txt", "wb") as out:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=folder
+        )
+    try:
+        deadline = time.monotonic() + 5
+        while not _udp_bound(*FAR_END):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"far end did not start: {_read(folder / 'stdout.txt')}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        stop_process(process)
+
+
+def _udp_bound(ip: str, port: int) -> bool:
+    wanted = "".join(f"{int(part):02X}" for part in reversed(ip.split("."))) + f":{port:04X}"
+    with open("/proc/net/udp", encoding="ascii") as table:
+        next(table)
+        return any(line.split()[1] == wanted for line in table)
+
+
+# ---- the system under test ------------------------------------------------------
+
+
+@dataclass
+class Step:
+    rate: int
+    case: str
+    path: str
+    attempted: int
+    succeeded: int
+    failed: int
+    retransmissions: int
+    p50_ms: float | None
+    p99_ms: float | None
+    asterisk_cpu_s: float
+    engine_cpu_s: float
+    engine_ms_per_call: float
+    engine_net_ms_per_call: float
+    engine_rss_mb: float
+    asterisk_rss_mb: float
+    events_per_call: float
+    cdrs_written: int
+
+    @property
+    def clean(self) -> bool:
+        return self.failed == 0 and self.attempted > 0 and self.succeeded == self.attempted
+
+
+@dataclass
+class Rig:
+    workdir: Path
+    asterisk: AsteriskSandbox
+    engine: EngineProcess
+    db_url: str
+    counter: int = 0
+    engine_idle_cpu: float = 0.0
+    """CPU seconds per second the engine uses with no call (timers, heartbeats)."""
+
+    def measure_idle(self, seconds: float = 5.0) -> None:
+        pid = self.engine.proc.pid if self.engine.proc else 0
+        began, cpu0 = time.monotonic(), cpu_seconds(pid)
+        time.sleep(seconds)
+        self.engine_idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
+
+    def metric(self, name: str) -> float:
+        for line in self.engine.metrics().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def active_channels(self) -> int:
+        match = re.search(r"(\d+) active channel", self.asterisk.cli("core show channels count"))
+        return int(match.group(1)) if match else -1
+
+    def settle(self) -> None:
+        """Wait until Asterisk has no channel and the engine no call (bounded)."""
+        deadline = time.monotonic() + SETTLE_LIMIT_S
+        while time.monotonic() < deadline:
+            if self.active_channels() == 0 and self.metric("callcontrol_active_calls") == 0:
+                return
+            time.sleep(0.25)
+        print("  (not idle after settling; hanging up what is left)", file=sys.stderr)
+        self.asterisk.hangup_all()
+
+    def cdr_count(self, did: str) -> int:
+        async def count() -> int:
+            engine = create_engine(DatabaseSettings(url=self.db_url), pooled=False)
+            try:
+                async with engine.connect() as conn:
+                    value = await conn.scalar(
+                        sa.text("SELECT count(*) FROM cdrs WHERE did = :did"), {"did": did}
+                    )
+                    return int(value or 0)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(count())
+
+    def run_step(self, rate: int, seconds: int, case: str, path: str) -> Step:
+        self.counter += 1
+        folder = self.workdir / f"{self.counter:02d}-{rate}-{case}-{path}"
+        folder.mkdir()
+        calls = rate * seconds
+        carrier = ENGINE_CARRIER if path == "engine" else TWIN_CARRIER
+        service = (ENGINE_SERVICE if path == "engine" else TWIN_SERVICE)[case]
+        did = SUSPENDED_DID if case == "reject" else FORWARDED_DID
+        command = sipp_command(
+            CALLER_SCENARIO[case],
+            carrier,
+            5070,
+            folder,
+            remote=ASTERISK,
+            service=service,
+            rate=rate,
+            calls=calls,
+            timeout_s=seconds + 40,
+        )
+        engine_pid = self.engine.proc.pid if self.engine.proc else 0
+        events0 = self.metric("callcontrol_ari_events_total")
+        cdrs0 = self.cdr_count(did) if path == "engine" else 0
+        ast0, eng0 = cpu_seconds(self.asterisk.pid), cpu_seconds(engine_pid)
+        began = time.monotonic()
+        with open(folder / "stdout.txt", "wb") as out:
+            caller = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=folder
+            )
+        try:
+            caller.wait(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            stop_process(caller)
+        self.settle()
+        ast1, eng1 = cpu_seconds(self.asterisk.pid), cpu_seconds(engine_pid)
+        idle = self.engine_idle_cpu * (time.monotonic() - began) if path == "engine" else 0.0
+        events = self.metric("callcontrol_ari_events_total") - events0
+        cdrs = self.cdr_count(did) - cdrs0 if path == "engine" else 0
+        stats = read_stats(folder)
+        attempted = stats.attempted or calls
+        return Step(
+            rate=rate,
+            case=case,
+            path=path,
+            attempted=attempted,
+            succeeded=stats.succeeded,
+            failed=stats.failed + max(0, attempted - stats.succeeded - stats.failed),
+            retransmissions=stats.retransmissions,
+            p50_ms=percentile(stats.response_ms, 50),
+            p99_ms=percentile(stats.response_ms, 99),
+            asterisk_cpu_s=round(ast1 - ast0, 2),
+            engine_cpu_s=round(eng1 - eng0, 2),
+            engine_ms_per_call=round((eng1 - eng0) * 1000 / attempted, 3),
+            engine_net_ms_per_call=round(max(0.0, eng1 - eng0 - idle) * 1000 / attempted, 3),
+            engine_rss_mb=round(rss_mb(engine_pid), 1),
+            asterisk_rss_mb=round(rss_mb(self.asterisk.pid), 1),
+            events_per_call=round(events / attempted, 2),
+            cdrs_written=cdrs,
+        )
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[index], 1)
+
+
+# ---- set-up ---------------------------------------------------------------------
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        asyncio.run(upgrade(DatabaseSettings(url=url)))
+        yield url
+        return
+    cluster = PostgresCluster.start()
+    try:
+        cluster.create_database("bench")
+        url = cluster.url("bench")
+        asyncio.run(upgrade(DatabaseSettings(url=url)))
+        yield url
+    finally:
+        cluster.stop()
+
+
+def seed(url: str) -> None:
+    seeder = Seeder(url)
+    account = seeder.account(balance_minor=100_000)
+    # Owed money: the engine's daily billing run (at start-up) would reactivate a
+    # suspended number whose owner is in credit.
+    debtor = seeder.account(balance_minor=-100)
+    seeder.number(debtor, did=SUSPENDED_DID, state=NumberState.SUSPENDED)
+    seeder.number(
+        account,
+        did=FORWARDED_DID,
+        destinations=[(DestinationType.SIP_URI, f"sip:far@{FAR_END[0]}:{FAR_END[1]}", 20)],
+    )
+
+
+def engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> EngineProcess:
+    return EngineProcess(
+        env={
+            "CALLCONTROL_ENVIRONMENT": "test",
+            "CALLCONTROL_DATABASE__URL": db_url,
+            "CALLCONTROL_ARI__URL": asterisk.ari_url,
+            "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
+            "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
+            "CALLCONTROL_ARI__APP": asterisk.app,
+            "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
+            "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
+            "CALLCONTROL_LOG_FORMAT": "json",
+            "CALLCONTROL_LOG_LEVEL": "info",
+        },
+        log_path=workdir / "engine.log",
+    )
+
+
+@contextmanager
+def running_engine(process: EngineProcess) -> Iterator[EngineProcess]:
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+# ---- report ---------------------------------------------------------------------
+
+COLUMNS = (
+    ("rate", "rate", "{}"),
+    ("case", "case", "{}"),
+    ("path", "path", "{}"),
+    ("attempted", "calls", "{}"),
+    ("succeeded", "ok", "{}"),
+    ("failed", "fail", "{}"),
+    ("retransmissions", "retr", "{}"),
+    ("p50_ms", "p50 ms", "{}"),
+    ("p99_ms", "p99 ms", "{}"),
+    ("asterisk_cpu_s", "ast CPU s", "{:.2f}"),
+    ("engine_cpu_s", "eng CPU s", "{:.2f}"),
+    ("engine_ms_per_call", "eng ms/call", "{:.3f}"),
+    ("engine_net_ms_per_call", "net ms/call", "{:.3f}"),
+    ("engine_rss_mb", "eng RSS MB", "{:.1f}"),
+    ("events_per_call", "ev/call", "{:.2f}"),
+    ("cdrs_written", "CDRs", "{}"),
+)
+
+
+def table(steps: list[Step]) -> str:
+    header = [title for _, title, _ in COLUMNS]
+    rows = [
+        [
+            fmt.format(getattr(step, key)) if getattr(step, key) is not None else "-"
+            for key, _, fmt in COLUMNS
+        ]
+        for step in steps
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    return "\n".join(lines)
+
+
+def comparison(steps: list[Step], rates: list[int]) -> str:
+    lines = []
+    for case in CASES:
+        clean = {
+            path: max(
+                (s.rate for s in steps if s.case == case and s.path == path and s.clean), default=0
+            )
+            for path in PATHS
+        }
+        ratio = clean["engine"] / clean["twin"] if clean["twin"] else 0.0
+        lines.append(
+            f"{case}: clean rate engine {clean['engine']}/s, twin {clean['twin']}/s "
+            f"-> {ratio:.0%} of the twin (goal >= 75 %; only rates tried: {rates})"
+        )
+        at = {s.path: s for s in steps if s.case == case and s.rate == 200}
+        engine_p99 = at["engine"].p99_ms if "engine" in at else None
+        twin_p99 = at["twin"].p99_ms if "twin" in at else None
+        if engine_p99 is not None and twin_p99 is not None:
+            added = engine_p99 - twin_p99
+            p50 = (at["engine"].p50_ms or 0) - (at["twin"].p50_ms or 0)
+            lines.append(
+                f"{case}: at 200 calls/s the engine adds p50 {p50:+.1f} ms, "
+                f"p99 {added:+.1f} ms (goal <= 10 ms)"
+            )
+        engine_steps = [s for s in steps if s.case == case and s.path == "engine"]
+        if engine_steps:
+            worst = max(s.engine_ms_per_call for s in engine_steps)
+            best = min(s.engine_ms_per_call for s in engine_steps)
+            lines.append(
+                f"{case}: engine CPU per call {best:.3f}-{worst:.3f} ms across rates "
+                f"(goal <= 0.5 ms)"
+            )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}"
+
+
+# ---- main -----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.calls", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--rates", default="50,100,200", help="calls/s, comma-separated")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each step")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--talk-ms", type=int, default=100, help="far end: answer, then BYE after")
+    parser.add_argument("--cases", default="reject,forward")
+    parser.add_argument("--paths", default="twin,engine", help="twin, engine or both")
+    parser.add_argument("--json", type=Path, default=None, help="also write the steps as JSON")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work folder (SIPp files, logs)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    cases = [c for c in args.cases.split(",") if c in CASES]
+    paths = [p for p in PATHS if p in args.paths.split(",")]
+    if not shutil.which("sipp"):
+        print("bench: sipp not found (Debian package sip-tester)", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="callcontrol-bench-"))
+    print(f"bench: work folder {workdir}; {machine()}", flush=True)
+    steps: list[Step] = []
+    rig_idle = [0.0]
+    began = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            db_url = stack.enter_context(database(args.db, workdir))
+            seed(db_url)
+            sandbox = stack.enter_context(asterisk_sandbox())
+            print(f"bench: Asterisk {sandbox.version} pid {sandbox.pid}; db {args.db}", flush=True)
+            engine = stack.enter_context(running_engine(engine_process(sandbox, db_url, workdir)))
+            stack.enter_context(far_end(workdir, args.talk_ms))
+            rig = Rig(workdir, sandbox, engine, db_url)
+            rig.settle()
+            rig.measure_idle()
+            rig_idle[0] = rig.engine_idle_cpu
+            print(f"bench: engine idle CPU {rig.engine_idle_cpu * 100:.1f} % of a core", flush=True)
+            for rate in rates:
+                for case in cases:
+                    for path in paths:
+                        step = rig.run_step(rate, args.seconds, case, path)
+                        steps.append(step)
+                        print(
+                            f"  {rate}/s {case:7} {path:6}: {step.succeeded}/{step.attempted} ok, "
+                            f"{step.failed} failed, {step.retransmissions} retr, p50 {step.p50_ms} "
+                            f"p99 {step.p99_ms} ms, engine {step.engine_ms_per_call} ms/call, "
+                            f"{step.events_per_call} ev/call",
+                            flush=True,
+                        )
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    idle = steps and rig_idle[0]
+    print(
+        f"machine: {machine()}; db {args.db}; {args.seconds} s per step; "
+        f"far end talks {args.talk_ms} ms; engine idle {idle * 100:.1f} % of a core; "
+        f"run took {time.monotonic() - began:.0f} s"
+    )
+    print(table(steps))
+    print()
+    print(comparison(steps, rates))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(s) for s in steps], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
