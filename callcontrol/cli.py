@@ -62,8 +62,10 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> str:
         engine = create_engine(settings.database, pooled=False)
         try:
-            role = "operator" if args.operator else "customer"
-            return await create_token(session_factory(engine), role=role, account_id=args.account)
+            sessions = session_factory(engine)
+            if args.operator:
+                return await create_token(sessions, role="operator")
+            return await create_token(sessions, role="customer", account_id=args.account)
         finally:
             await engine.dispose()
 
