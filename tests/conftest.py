@@ -46,10 +46,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark database tests ``db``; tests of PostgreSQL-only features are deselected
+    (not skipped) on other backends, and run in the PostgreSQL pass."""
+    on_postgres = config.getoption("--db") == "postgresql"
+    kept, dropped = [], []
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+        if item.get_closest_marker("postgresql_only") and not on_postgres:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 class DatabaseProvider:

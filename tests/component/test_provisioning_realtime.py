@@ -164,11 +164,8 @@ _ASTERISK_DDL = (
 )
 
 
-async def test_tables_made_by_asterisks_alembic_with_enum_columns_are_written(
-    bed: Bed, db_backend: str
-) -> None:
-    if db_backend != "postgresql":
-        pytest.skip("Asterisk's ENUM columns exist on PostgreSQL only")
+@pytest.mark.postgresql_only  # Asterisk's ENUM columns exist on PostgreSQL only
+async def test_tables_made_by_asterisks_alembic_with_enum_columns_are_written(bed: Bed) -> None:
     async with bed.realtime.begin() as conn:
         for statement in _ASTERISK_DDL:
             await conn.exec_driver_sql(statement)
