@@ -16,6 +16,7 @@ The engine under test must use ``media.asterisk_root=/srv/callcontrol/media``
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,6 +100,36 @@ def default_media_dir(layout: SandboxLayout) -> Path:
     return layout.root.parent / "e2e-media"
 
 
+_LOCK_PATH = Path("/tmp/callcontrol-asterisk.lock")
+_lock_holders = 0
+
+
+@contextmanager
+def exclusive_asterisk() -> Iterator[None]:
+    """Hold the machine's one Asterisk for this process (re-entrant within it).
+
+    The sandbox's SIP and HTTP addresses are fixed, so two test or benchmark
+    processes on one machine would share - and stop - each other's Asterisk.
+    The second one waits on this lock until the first is done.
+    """
+    global _lock_holders
+    if _lock_holders:
+        _lock_holders += 1
+        try:
+            yield
+        finally:
+            _lock_holders -= 1
+        return
+    with _LOCK_PATH.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _lock_holders = 1
+        try:
+            yield
+        finally:
+            _lock_holders = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextmanager
 def asterisk_sandbox(
     config: SandboxConfig | None = None,
@@ -110,12 +141,13 @@ def asterisk_sandbox(
     layout = layout if layout is not None else SandboxLayout.default()
     config = config if config is not None else default_config()
     media = (media_dir if media_dir is not None else default_media_dir(layout)).resolve()
-    running = control.up(layout, config, media, start_timeout_s=start_timeout_s)
-    try:
-        yield AsteriskSandbox(layout, config, media, running.asterisk_version, running.pid)
-    finally:
-        if running.started:
-            control.down(layout)
+    with exclusive_asterisk():
+        running = control.up(layout, config, media, start_timeout_s=start_timeout_s)
+        try:
+            yield AsteriskSandbox(layout, config, media, running.asterisk_version, running.pid)
+        finally:
+            if running.started:
+                control.down(layout)
 
 
 def make_asterisk_fixture(
