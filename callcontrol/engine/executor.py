@@ -116,10 +116,21 @@ class CallExecutor:
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
-    async def _dial(self, command: ev.DialLeg) -> None:
-        variables = {}
+    def _leg_variables(self, command: ev.DialLeg) -> dict[str, str]:
+        """The far end's From / P-Asserted-Identity come from the leg's connected line."""
+        if command.withhold_caller_id:
+            # From: "Anonymous" <sip:anonymous@anonymous.invalid>, Privacy: id; the
+            # caller's own id (a SIP login, say) must not leak through either.
+            return {
+                "CALLERID(num)": "anonymous",
+                "CALLERID(name)": "Anonymous",
+                "CALLERID(pres)": "prohib",
+                "CONNECTEDLINE(num)": "anonymous",
+                "CONNECTEDLINE(name)": "Anonymous",
+                "CONNECTEDLINE(pres)": "prohib",
+            }
+        variables: dict[str, str] = {}
         if command.caller_id:
-            # The far end's From / P-Asserted-Identity come from the connected line.
             variables["CALLERID(num)"] = command.caller_id
             variables["CONNECTEDLINE(num)"] = command.caller_id
             if self._caller_name:
@@ -127,6 +138,10 @@ class CallExecutor:
                 # changes nothing, so Asterisk sends the far end no re-INVITE.
                 variables["CALLERID(name)"] = self._caller_name
                 variables["CONNECTEDLINE(name)"] = self._caller_name
+        return variables
+
+    async def _dial(self, command: ev.DialLeg) -> None:
+        variables = self._leg_variables(command)
         channel_id = command.channel_id
         # Registered before the request: the StasisStart may beat the response.
         entered = self._in_stasis[channel_id] = asyncio.get_running_loop().create_future()
