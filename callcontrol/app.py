@@ -9,10 +9,12 @@ keyword arguments; nothing is a module-level singleton.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import aiohttp
 import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.ari import events as ari_events
 from callcontrol.ari.client import AriClient
@@ -29,9 +31,12 @@ from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
+from callcontrol.services.numbers import Clock, utc_now
+from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
 from callcontrol.web.api import add_api_routes
+from callcontrol.web.api.privacy import PurgeResult, purge_expired
 from callcontrol.web.health import add_health_routes
 
 log = structlog.get_logger(__name__)
@@ -130,13 +135,30 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def privacy_purge_scheduler(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now
+) -> PrivacyPurgeScheduler:
+    """Purges caller numbers and recordings past the retention, every ``purge_interval_s``."""
+    media_root = settings.media.root
+
+    async def purge(now: datetime, retention_days: int) -> PurgeResult:
+        return await purge_expired(sessions, now, retention_days, media_root=media_root)
+
+    return PrivacyPurgeScheduler(purge=purge, settings=settings.privacy, clock=clock)
+
+
+async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
+    async with privacy_purge_scheduler(app[SETTINGS], app[SESSIONS]).running():
+        yield
+
+
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
     """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
     app = web.Application()
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     if call_engine:
-        app.cleanup_ctx.extend([_http_client, _call_engine, _billing])
+        app.cleanup_ctx.extend([_http_client, _call_engine, _billing, _privacy_purge])
         add_health_routes(app)
         add_api_routes(app)  # opens the one ProvisioningService from settings.provisioning
     return app

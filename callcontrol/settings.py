@@ -93,6 +93,14 @@ class BillingSettings(_Part):
     run_at_hour_utc: int = Field(default=3, ge=0, le=23)
 
 
+class PrivacySettings(_Part):
+    """How long personal data is kept: CDR caller numbers and voicemail recordings
+    older than ``retention_days`` are purged every ``purge_interval_s``."""
+
+    retention_days: int = Field(default=180, ge=1)
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+
+
 Environment = Literal["development", "production", "test"]
 
 
@@ -115,6 +123,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     calls: CallSettings = CallSettings()
     billing: BillingSettings = BillingSettings()
+    privacy: PrivacySettings = PrivacySettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
 
 
