@@ -54,6 +54,7 @@ from callcontrol.domain.vocabulary import (  # noqa: E402
 )
 from callcontrol.engine.call_runner import CallRunner  # noqa: E402
 from callcontrol.engine.dispatcher import Dispatcher  # noqa: E402
+from callcontrol.engine.routers import InboundRouter  # noqa: E402
 from callcontrol.engine.supervisor import TaskSupervisor  # noqa: E402
 
 DID = "+4930777000002"
@@ -127,16 +128,16 @@ class Harness:
         self.ledger = Ledger()
         self.calls = TaskSupervisor("calls")
         self.jobs = TaskSupervisor("jobs")
-        directory, voicemail, policy = Directory(number()), Voicemail(), RoutingPolicy()
+        voicemail = Voicemail()
+        router = InboundRouter(directory=Directory(number()), policy=RoutingPolicy())
 
         def new_runner(start: StasisStart, index: dict[str, CallRunner]) -> CallRunner:
             return CallRunner(
                 start=start,
                 ari_client=ari,
-                directory=directory,
+                router=router,
                 ledger=self.ledger,
                 voicemail=voicemail,
-                policy=policy,
                 jobs=self.jobs,
                 index=index,
             )

@@ -21,9 +21,11 @@ from callcontrol.ari.client import AriClient
 from callcontrol.ari.events import AriEvent
 from callcontrol.ari.stream import AriEventStream
 from callcontrol.db.engine import create_engine, session_factory
+from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.routers import CallRouter, DirectionRouter, InboundRouter, OutboundRouter
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.engine.translate import WANTED_EVENTS
 from callcontrol.keys import DB_ENGINE, ENGINE, HTTP_CLIENT, SESSIONS, SETTINGS, CallEngine
@@ -31,6 +33,7 @@ from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
+from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
 from callcontrol.services.numbers import Clock, utc_now
 from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
@@ -48,6 +51,23 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
         endpoints=EndpointNames(external=calls.external_endpoint, pstn=calls.pstn_endpoint),
         voicemail_max_seconds=calls.voicemail_max_seconds,
         voicemail_max_silence_seconds=calls.voicemail_max_silence_seconds,
+    )
+
+
+def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> CallRouter:
+    """Inbound calls by the DID's state, outbound calls by the SIP account's."""
+    policy = routing_policy(settings)
+    return DirectionRouter(
+        inbound=InboundRouter(
+            directory=SqlNumberDirectory(sessions=sessions, media=settings.media), policy=policy
+        ),
+        outbound=OutboundRouter(
+            accounts=SqlSipAccountDirectory(sessions=sessions),
+            policy=OutboundPolicy(
+                endpoints=policy.endpoints,
+                ring_timeout_s=settings.calls.outbound_ring_timeout_s,
+            ),
+        ),
     )
 
 
@@ -75,22 +95,20 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         app[HTTP_CLIENT], base_url, ari_settings.username, password, ari_settings.app
     )
     sessions = app[SESSIONS]
-    directory = SqlNumberDirectory(sessions=sessions, media=settings.media)
+    router = call_router(settings, sessions)
     ledger = SqlCallLedger(sessions=sessions)
     voicemail = MailingVoicemailBox(
         sessions=sessions, media_root=settings.media.root, mailer=SmtpMailer(settings.smtp)
     )
-    policy = routing_policy(settings)
     calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
 
     def new_runner(start: ari_events.StasisStart, index: dict[str, CallRunner]) -> CallRunner:
         return CallRunner(
             start=start,
             ari_client=client,
-            directory=directory,
+            router=router,
             ledger=ledger,
             voicemail=voicemail,
-            policy=policy,
             jobs=jobs,
             index=index,
         )

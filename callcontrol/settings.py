@@ -85,6 +85,7 @@ class CallSettings(_Part):
     voicemail_max_seconds: int = Field(default=120, ge=5, le=3600)
     voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
     pstn_low_credit_warning_s: int = Field(default=30, ge=0)
+    outbound_ring_timeout_s: int = Field(default=60, ge=5, le=300)
 
 
 class BillingSettings(_Part):

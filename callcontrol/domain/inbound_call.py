@@ -93,8 +93,10 @@ class InboundCall:
         caller: str | None,
         decision: Decision,
         started_at: datetime,
+        direction: CallDirection = CallDirection.INBOUND,
     ) -> None:
         self.call_id = call_id
+        self.direction = direction
         self.did = did
         self.caller = caller
         self.decision = decision
@@ -409,7 +411,7 @@ class InboundCall:
         return ev.Finish(
             ev.CallRecord(
                 call_id=self.call_id,
-                direction=plan.direction if plan else CallDirection.INBOUND,
+                direction=self.direction,
                 did=self.did,
                 number_id=plan.number_id if plan else None,
                 account_id=plan.account_id if plan else None,

@@ -18,7 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from callcontrol.domain.callerid import E164, Present, decide_outbound_callerid, parse_e164
+from callcontrol.domain.callerid import (
+    E164,
+    Present,
+    decide_outbound_callerid,
+    normalise_dialled,
+    parse_e164,
+)
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.domain.rating import Rate, max_talk_seconds
 from callcontrol.domain.routing import (
@@ -57,6 +63,24 @@ def home_region(facts: SipAccountFacts) -> str | None:
         return None
     try:
         return parse_e164(facts.presented_number).region
+    except InvalidInput:
+        return None
+
+
+def dialled_destination(dialled: str, facts: SipAccountFacts | None) -> E164 | None:
+    """The E.164 number a SIP account dialled, or None when it cannot be one.
+
+    National format is read in the country of the account's rented number; an
+    account without one must dial internationally (``+`` or ``00``).
+    """
+    region = home_region(facts) if facts is not None else None
+    try:
+        if region is not None:
+            return normalise_dialled(dialled, region)
+        text = dialled.strip()
+        if text.startswith("00"):
+            text = "+" + text[2:]
+        return parse_e164(text)
     except InvalidInput:
         return None
 

@@ -1,4 +1,4 @@
-"""One inbound call: look the DID up, decide, then feed events to its machine.
+"""One call: route it (a router per direction decides), then feed events to its machine.
 
 The runner owns the call's event queue (so a channel's events are handled in
 the order Asterisk sent them), its executor (timers, bridge) and the final
@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import structlog
 
 from callcontrol.ari import events as ari
 from callcontrol.domain import call_events as ev
 from callcontrol.domain.inbound_call import InboundCall
-from callcontrol.domain.routing import (
-    ForwardingPlan,
-    Reject,
-    RoutingPolicy,
-    decide_inbound,
-)
+from callcontrol.domain.routing import ForwardingPlan
 from callcontrol.engine.executor import CallExecutor
-from callcontrol.engine.ports import AriPort, CallLedger, NumberDirectory, VoicemailBox
+from callcontrol.engine.ports import AriPort, CallLedger, VoicemailBox
+from callcontrol.engine.routers import CallRouter
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.engine.translate import caller_event, leg_event
 
 log = structlog.get_logger(__name__)
-
-CAUSE_TEMPORARY_FAILURE = 41  # the engine could not decide (database down): -> SIP 503
-
-
-def normalise_did(raw: str) -> str | None:
-    """Asterisk's ${EXTEN} as E.164 with '+', or None when it cannot be one."""
-    digits = raw[1:] if raw.startswith("+") else raw
-    if not digits.isdigit() or not 2 <= len(digits) <= 15:
-        return None
-    return "+" + digits
 
 
 class CallInbox:
@@ -75,23 +60,19 @@ class CallRunner:
         *,
         start: ari.StasisStart,
         ari_client: AriPort,
-        directory: NumberDirectory,
+        router: CallRouter,
         ledger: CallLedger,
         voicemail: VoicemailBox,
-        policy: RoutingPolicy,
         jobs: TaskSupervisor,
         index: dict[str, CallRunner],
     ) -> None:
-        channel = start.channel
-        self.call_id = channel.id
-        self.raw_did = start.args[1] if len(start.args) > 1 else channel.dialplan.exten
-        self.caller = channel.caller.number or None
+        self._start = start
+        self.call_id = start.channel.id
         self.started_at = start.timestamp
         self._ari = ari_client
-        self._directory = directory
+        self._router = router
         self._ledger = ledger
         self._voicemail = voicemail
-        self._policy = policy
         self._jobs = jobs
         self._index = index
         self._queue = CallInbox()
@@ -99,21 +80,15 @@ class CallRunner:
         self._record: ev.CallRecord | None = None
         self._voicemail_command: ev.SaveVoicemail | None = None
         self.machine: InboundCall | None = None
-        self._executor = CallExecutor(
-            ari=ari_client,
-            caller_channel_id=self.call_id,
-            feed=self._queue.put_nowait,
-            on_save_voicemail=self._save_voicemail,
-            on_finish=self._on_finish,
-            caller_name=channel.caller.name or None,
-        )
+        self._executor: CallExecutor | None = None
         index[self.call_id] = self
 
     # ---- events from the dispatcher ---------------------------------------------
     def on_ari_event(self, channel_id: str, event: ari.AriEvent) -> None:
         position = self._legs.get(channel_id)
         if position is not None and isinstance(event, ari.StasisStart):
-            self._executor.leg_entered_stasis(channel_id)
+            if self._executor is not None:
+                self._executor.leg_entered_stasis(channel_id)
             return
         if isinstance(event, ari.PlaybackFinished):
             playback = event.playback
@@ -130,51 +105,47 @@ class CallRunner:
 
     # ---- the call's task -------------------------------------------------------------
     async def run(self) -> None:
-        structlog.contextvars.bind_contextvars(call_id=self.call_id, did=self.raw_did)
+        structlog.contextvars.bind_contextvars(call_id=self.call_id)
+        executor: CallExecutor | None = None
         try:
+            routed = await self._router.route(self._start)
+            structlog.contextvars.bind_contextvars(
+                direction=routed.direction.value, number=routed.number
+            )
             machine = InboundCall(
                 call_id=self.call_id,
-                did=normalise_did(self.raw_did) or self.raw_did,
-                caller=self.caller,
-                decision=await self._decide(),
+                did=routed.number,
+                caller=routed.caller,
+                decision=routed.decision,
                 started_at=self.started_at,
+                direction=routed.direction,
             )
             self.machine = machine
+            executor = self._executor = CallExecutor(
+                ari=self._ari,
+                caller_channel_id=self.call_id,
+                feed=self._queue.put_nowait,
+                on_save_voicemail=self._save_voicemail,
+                on_finish=self._on_finish,
+                caller_name=routed.caller_name,
+            )
             for leg in machine.legs.values():
                 self._legs[leg.channel_id] = leg.plan.position
                 self._index[leg.channel_id] = self
-            await self._executor.execute(machine.start())
+            await executor.execute(machine.start())
             while not machine.done:
                 event = await self._queue.get()
-                await self._executor.execute(machine.handle(event))
+                await executor.execute(machine.handle(event))
             if self._record is not None:
                 await self._ledger.record_call(self._record)
             if self._voicemail_command is not None:
                 self._spawn_voicemail(self._voicemail_command)
         finally:
-            await self._executor.close()
+            if executor is not None:
+                await executor.close()
             for channel_id in (self.call_id, *self._legs):
                 self._index.pop(channel_id, None)
             structlog.contextvars.clear_contextvars()
-
-    async def _decide(self) -> ForwardingPlan | Reject:
-        did = normalise_did(self.raw_did)
-        if did is None:
-            return Reject(1, "malformed_did")
-        try:
-            snapshot = await self._directory.snapshot(did)
-        except Exception:
-            log.exception("number_lookup_failed")
-            return Reject(CAUSE_TEMPORARY_FAILURE, "lookup_failed")
-        decision = decide_inbound(
-            snapshot, caller_id=self.caller, now=datetime.now(UTC), policy=self._policy
-        )
-        log.info(
-            "call_decided",
-            decision=type(decision).__name__,
-            reason=getattr(decision, "reason", None),
-        )
-        return decision
 
     def _on_finish(self, finish: ev.Finish) -> None:
         self._record = finish.record
@@ -201,7 +172,7 @@ class CallRunner:
             number_id=number_id,
             account_id=plan.account_id,
             did=plan.did,
-            caller=self.caller,
+            caller=self.machine.caller if self.machine else None,
             duration_s=command.duration_s,
             audio=audio,
         )

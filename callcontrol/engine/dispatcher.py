@@ -2,8 +2,10 @@
 
 ``on_event`` is called synchronously by the event stream, in Asterisk's order;
 it never awaits, so ordering per channel is kept by each call's queue. A
-``StasisStart`` with ``inbound`` as first argument starts a call; any other
-event is handed to the call that owns its channel, or dropped.
+``StasisStart`` with ``inbound`` or ``outbound`` as first argument starts a call; any other
+event is handed to the call that owns its channel, or dropped. (``outbound``
+starts a call from a customer's SIP account the same way; the runner's router
+tells the directions apart.)
 
 After (re)connecting, channels still in our Stasis application that no running
 call owns (the engine restarted mid-call) are hung up, and the caller's CDR is
@@ -23,8 +25,9 @@ from callcontrol.ari.errors import AriError
 from callcontrol.ari.models import Channel
 from callcontrol.domain import call_events as ev
 from callcontrol.domain.vocabulary import CallDirection, Disposition
-from callcontrol.engine.call_runner import CAUSE_TEMPORARY_FAILURE, CallRunner, normalise_did
+from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.ports import AriPort, CallLedger
+from callcontrol.engine.routers import CAUSE_TEMPORARY_FAILURE, DirectionRouter, normalise_did
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.engine.translate import channel_of
 
@@ -54,7 +57,7 @@ class Dispatcher:
 
     def on_event(self, event: ari.AriEvent) -> None:
         self.events_received += 1
-        if isinstance(event, ari.StasisStart) and event.args[:1] == ("inbound",):
+        if isinstance(event, ari.StasisStart) and DirectionRouter.handles(event):
             if event.channel.id not in self.by_channel:
                 self._start_call(event)
             return
@@ -98,10 +101,12 @@ class Dispatcher:
 
 
 def _interrupted_record(channel: Channel) -> ev.CallRecord:
+    # Outbound calls start in the SIP accounts' context (see the dialplan).
+    outbound = channel.dialplan.context == "callcontrol-outbound"
     did = normalise_did(channel.dialplan.exten) or channel.dialplan.exten
     return ev.CallRecord(
         call_id=channel.id,
-        direction=CallDirection.INBOUND,
+        direction=CallDirection.OUTBOUND if outbound else CallDirection.INBOUND,
         did=did,
         number_id=None,
         account_id=None,

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from callcontrol.ari.models import Application, Bridge, Channel, LiveRecording, Playback
 from callcontrol.domain.call_events import CallRecord
+from callcontrol.domain.outbound import SipAccountFacts
+from callcontrol.domain.rating import Rate
 from callcontrol.domain.routing import NumberSnapshot
 
 
@@ -75,6 +77,13 @@ class NumberDirectory(Protocol):
     """Looks a DID up for the call path."""
 
     async def snapshot(self, did: str) -> NumberSnapshot | None: ...
+
+
+class SipAccountDirectory(Protocol):
+    """Looks a calling SIP account and its destination's rate up for outbound calls."""
+
+    async def facts(self, login: str) -> SipAccountFacts | None: ...
+    async def rate_for(self, digits: str) -> Rate | None: ...
 
 
 class CallLedger(Protocol):

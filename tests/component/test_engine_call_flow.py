@@ -30,6 +30,7 @@ from callcontrol.domain.vocabulary import (
 )
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.routers import InboundRouter
 from callcontrol.engine.supervisor import TaskSupervisor
 
 CALLER = "1736936430.12"
@@ -107,6 +108,7 @@ async def rig() -> AsyncIterator[Rig]:
     fake.respond("POST", "/ari/channels/create", body=sample_response("channel_created"))
     fake.respond("POST", "/ari/bridges", body=sample_response("bridge"))
     directory, ledger = Directory(), Ledger()
+    router = InboundRouter(directory=directory, policy=RoutingPolicy())
     calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
     async with fake.running() as base_url, aiohttp.ClientSession() as session:
         client = AriClient(session, base_url, fake.username, fake.password, "callcontrol")
@@ -115,10 +117,9 @@ async def rig() -> AsyncIterator[Rig]:
             return CallRunner(
                 start=start,
                 ari_client=client,
-                directory=directory,
+                router=router,
                 ledger=ledger,
                 voicemail=Voicemail(),
-                policy=RoutingPolicy(),
                 jobs=jobs,
                 index=index,
             )

@@ -1,0 +1,136 @@
+"""Which decision a new call gets: one router per direction.
+
+The dialplan hands every call to Stasis with its direction as the first
+argument (``inbound`` to one of our DIDs from the carrier, ``outbound`` from a
+customer's SIP account, whose endpoint name is the third argument). A router
+gathers the facts the pure core needs (one database round trip) and returns
+the core's decision with what the CDR records as the call's number and caller.
+A lookup that fails (database down) becomes a temporary-failure rejection:
+the caller gets 503 and may retry, and the call still leaves a CDR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from callcontrol.ari import events as ari
+from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
+from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
+from callcontrol.domain.vocabulary import CallDirection
+from callcontrol.engine.ports import NumberDirectory, SipAccountDirectory
+
+log = structlog.get_logger(__name__)
+
+CAUSE_TEMPORARY_FAILURE = 41  # the engine could not decide (database down): -> SIP 503
+CAUSE_UNALLOCATED_NUMBER = 1  # -> SIP 404
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedCall:
+    """A new call's decision and the identities its CDR keeps."""
+
+    direction: CallDirection
+    decision: ForwardingPlan | Reject
+    number: str  # inbound: the DID (E.164 when it is one); outbound: the number dialled
+    caller: str | None  # inbound: the caller's number; outbound: the SIP account's login
+    caller_name: str | None = None  # passed on to forwarded legs with the caller's number
+
+
+class CallRouter(Protocol):
+    async def route(self, start: ari.StasisStart) -> RoutedCall: ...
+
+
+def normalise_did(raw: str) -> str | None:
+    """Asterisk's ${EXTEN} as E.164 with '+', or None when it cannot be one."""
+    digits = raw[1:] if raw.startswith("+") else raw
+    if not digits.isdigit() or not 2 <= len(digits) <= 15:
+        return None
+    return "+" + digits
+
+
+def stasis_arg(start: ari.StasisStart, index: int) -> str | None:
+    return start.args[index] if len(start.args) > index and start.args[index] else None
+
+
+class InboundRouter:
+    """A call from the carrier to one of our DIDs: the number's state decides."""
+
+    def __init__(self, *, directory: NumberDirectory, policy: RoutingPolicy) -> None:
+        self._directory = directory
+        self._policy = policy
+
+    async def route(self, start: ari.StasisStart) -> RoutedCall:
+        channel = start.channel
+        raw_did = stasis_arg(start, 1) or channel.dialplan.exten
+        did = normalise_did(raw_did)
+        caller = channel.caller.number or None
+        routed = RoutedCall(
+            CallDirection.INBOUND,
+            Reject(CAUSE_UNALLOCATED_NUMBER, "malformed_did"),
+            did or raw_did,
+            caller,
+            channel.caller.name or None,
+        )
+        if did is None:
+            return routed
+        try:
+            snapshot = await self._directory.snapshot(did)
+        except Exception:
+            log.exception("number_lookup_failed")
+            return replace(routed, decision=Reject(CAUSE_TEMPORARY_FAILURE, "lookup_failed"))
+        decision = decide_inbound(
+            snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy
+        )
+        return replace(routed, decision=decision)
+
+
+class OutboundRouter:
+    """A call from a customer's SIP account: credit, rate and CallerID decide."""
+
+    def __init__(self, *, accounts: SipAccountDirectory, policy: OutboundPolicy) -> None:
+        self._accounts = accounts
+        self._policy = policy
+
+    async def route(self, start: ari.StasisStart) -> RoutedCall:
+        dialled = stasis_arg(start, 1) or start.channel.dialplan.exten
+        login = stasis_arg(start, 2)
+        routed = RoutedCall(
+            CallDirection.OUTBOUND, Reject(CAUSE_TEMPORARY_FAILURE, "lookup_failed"), dialled, login
+        )
+        try:
+            facts = await self._accounts.facts(login) if login else None
+            destination = dialled_destination(dialled, facts)
+            rate = None
+            if facts is not None and destination is not None:
+                rate = await self._accounts.rate_for(str(destination).lstrip("+"))
+        except Exception:
+            log.exception("sip_account_lookup_failed", login=login)
+            return routed
+        decision = decide_outbound(facts, destination, rate, policy=self._policy)
+        number = str(destination) if destination is not None else dialled
+        return RoutedCall(CallDirection.OUTBOUND, decision, number, login)
+
+
+class DirectionRouter:
+    """Picks the router by the dialplan's first Stasis argument."""
+
+    def __init__(self, *, inbound: CallRouter, outbound: CallRouter) -> None:
+        self._routers = {"inbound": inbound, "outbound": outbound}
+
+    @staticmethod
+    def handles(start: ari.StasisStart) -> bool:
+        return start.args[:1] in (("inbound",), ("outbound",))
+
+    async def route(self, start: ari.StasisStart) -> RoutedCall:
+        routed = await self._routers[start.args[0]].route(start)
+        log.info(
+            "call_decided",
+            direction=routed.direction.value,
+            decision=type(routed.decision).__name__,
+            reason=getattr(routed.decision, "reason", None),
+        )
+        return routed
