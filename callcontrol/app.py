@@ -29,6 +29,7 @@ from callcontrol.engine.routers import CallRouter, DirectionRouter, InboundRoute
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.engine.translate import WANTED_EVENTS
 from callcontrol.keys import DB_ENGINE, ENGINE, HTTP_CLIENT, SESSIONS, SETTINGS, CallEngine
+from callcontrol.metrics import CALL_METRICS, CallMetrics, CountingLedger, TimedRouter
 from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
@@ -95,8 +96,9 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         app[HTTP_CLIENT], base_url, ari_settings.username, password, ari_settings.app
     )
     sessions = app[SESSIONS]
-    router = call_router(settings, sessions)
-    ledger = SqlCallLedger(sessions=sessions)
+    metrics = app[CALL_METRICS]
+    router = TimedRouter(call_router(settings, sessions), metrics=metrics)
+    ledger = CountingLedger(SqlCallLedger(sessions=sessions), metrics=metrics)
     voicemail = MailingVoicemailBox(
         sessions=sessions, media_root=settings.media.root, mailer=SmtpMailer(settings.smtp)
     )
@@ -176,6 +178,7 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     if call_engine:
+        app[CALL_METRICS] = CallMetrics()
         app.cleanup_ctx.extend([_http_client, _call_engine, _billing, _privacy_purge])
         add_health_routes(app)
         add_api_routes(app)  # opens the one ProvisioningService from settings.provisioning

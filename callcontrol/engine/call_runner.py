@@ -128,6 +128,7 @@ class CallRunner:
                 on_save_voicemail=self._save_voicemail,
                 on_finish=self._on_finish,
                 caller_name=routed.caller_name,
+                caller_number=self._start.channel.caller.number or None,
             )
             for leg in machine.legs.values():
                 self._legs[leg.channel_id] = leg.plan.position

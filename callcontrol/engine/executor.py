@@ -12,6 +12,13 @@ between fails with 409 "Channel not in Stasis application" - under load, for
 about one call in four. So a 409 on dial waits for the leg's ``StasisStart``
 (the runner reports it: ``leg_entered_stasis``) and dials again; the usual
 case costs no wait and no extra request.
+
+A dial with a ``caller`` (kept: it also decrements Max-Forwards, the loop
+guard) copies the caller's CallerID over the leg's connected line, which is
+what the far end's From / P-Asserted-Identity are made of - whatever was set
+on the leg at creation. So when a leg must show something other than the
+caller's own id (an outbound call presenting the rented number, or going out
+anonymous), the caller channel's CallerID is set to it first, once per call.
 """
 
 from __future__ import annotations
@@ -41,10 +48,13 @@ class CallExecutor:
         on_save_voicemail: Callable[[ev.SaveVoicemail], None],
         on_finish: Callable[[ev.Finish], None],
         caller_name: str | None = None,
+        caller_number: str | None = None,
     ) -> None:
         self._ari = ari
         self._caller = caller_channel_id
         self._caller_name = caller_name
+        self._caller_number = caller_number
+        self._caller_presented: tuple[str | None, bool] | None = None
         self._in_stasis: dict[str, asyncio.Future[None]] = {}
         self._feed = feed
         self._save_voicemail = on_save_voicemail
@@ -140,7 +150,22 @@ class CallExecutor:
                 variables["CONNECTEDLINE(name)"] = self._caller_name
         return variables
 
+    async def _present_caller_as(self, command: ev.DialLeg) -> None:
+        """Make the caller's CallerID the one the leg must show (see module notes)."""
+        wanted = (command.caller_id, command.withhold_caller_id)
+        if wanted == (self._caller_number, False) or wanted == self._caller_presented:
+            return
+        if command.withhold_caller_id:
+            await self._ari.set_variable(self._caller, "CALLERID(all)", '"Anonymous" <anonymous>')
+            await self._ari.set_variable(self._caller, "CALLERID(pres)", "prohib")
+        else:
+            number = command.caller_id or ""
+            await self._ari.set_variable(self._caller, "CALLERID(all)", f'"" <{number}>')
+            await self._ari.set_variable(self._caller, "CALLERID(pres)", "allowed")
+        self._caller_presented = wanted
+
     async def _dial(self, command: ev.DialLeg) -> None:
+        await self._present_caller_as(command)
         variables = self._leg_variables(command)
         channel_id = command.channel_id
         # Registered before the request: the StasisStart may beat the response.

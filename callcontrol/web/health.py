@@ -1,11 +1,21 @@
-"""``/health`` (ARI connected, database reachable) and ``/metrics`` (Prometheus text)."""
+"""``/health`` (ARI connected, database reachable) and ``/metrics`` (Prometheus text).
+
+``/metrics`` is written by ``prometheus_client`` from the engine's live state
+(read at scrape time) and the app's ``CallMetrics`` (calls by disposition,
+decision latency).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import sqlalchemy as sa
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from callcontrol.keys import DB_ENGINE, ENGINE
+from callcontrol.keys import DB_ENGINE, ENGINE, CallEngine
+from callcontrol.metrics import CALL_METRICS, CallMetrics
 
 
 async def health(request: web.Request) -> web.Response:
@@ -21,21 +31,39 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ari_ok and database_ok else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    lines = [
-        "# TYPE callcontrol_active_calls gauge",
-        f"callcontrol_active_calls {engine.dispatcher.active_calls}",
-        "# TYPE callcontrol_calls_started_total counter",
-        f"callcontrol_calls_started_total {engine.dispatcher.calls_started}",
-        "# TYPE callcontrol_ari_events_total counter",
-        f"callcontrol_ari_events_total {engine.dispatcher.events_received}",
-        "# TYPE callcontrol_ari_reconnects_total counter",
-        f"callcontrol_ari_reconnects_total {engine.stream.reconnects}",
-        "# TYPE callcontrol_ari_connected gauge",
-        f"callcontrol_ari_connected {int(engine.stream.connected)}",
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+class _Scrape:
+    """One scrape: the live engine's state, then the call path's metrics."""
+
+    def __init__(self, engine: CallEngine, calls: CallMetrics) -> None:
+        self._engine = engine
+        self._calls = calls
+
+    def collect(self) -> Iterator[Metric]:
+        dispatcher, stream = self._engine.dispatcher, self._engine.stream
+        yield GaugeMetricFamily(
+            "callcontrol_active_calls", "Calls in progress", value=dispatcher.active_calls
+        )
+        yield CounterMetricFamily(
+            "callcontrol_calls_started",
+            "Calls handed to the engine",
+            value=dispatcher.calls_started,
+        )
+        yield CounterMetricFamily(
+            "callcontrol_ari_events", "ARI events received", value=dispatcher.events_received
+        )
+        yield CounterMetricFamily(
+            "callcontrol_ari_reconnects", "Reconnections to ARI", value=stream.reconnects
+        )
+        yield GaugeMetricFamily(
+            "callcontrol_ari_connected", "1 while connected to ARI", value=int(stream.connected)
+        )
+        yield from self._calls.collect()
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text (or OpenMetrics, if the scraper asks for it)."""
+    scrape = _Scrape(request.app[ENGINE], request.app[CALL_METRICS])
+    return await make_aiohttp_handler(scrape)(request)
 
 
 def add_health_routes(app: web.Application) -> None:

@@ -94,6 +94,8 @@ class Seeder:
         greeting: str | None = None,
         voicemail_greeting: str | None = None,
         activated_on: date | None = None,
+        callerid_service: bool = False,
+        region: tuple[int, str] = (49, "DE"),
     ) -> str:
         did = did or next_did()
         self_session: Any = None
@@ -120,8 +122,8 @@ class Seeder:
             vm_greeting_id = await media(MediaKind.VOICEMAIL_GREETING, voicemail_greeting)
             number = Number(
                 e164=did,
-                country_code=49,
-                region="DE",
+                country_code=region[0],
+                region=region[1],
                 kind=kind,
                 state=state,
                 account_id=account_id,
@@ -130,6 +132,7 @@ class Seeder:
                 setup_fee_minor=0,
                 currency="EUR",
                 voicemail_enabled=voicemail,
+                callerid_service=callerid_service,
                 greeting_media_id=greeting_id,
                 voicemail_greeting_media_id=vm_greeting_id,
             )
@@ -149,6 +152,20 @@ class Seeder:
             return did
 
         return self._run(work)
+
+    def present(self, account_id: int, did: str | None) -> None:
+        """Make ``did`` the number the account's SIP accounts present (None: none)."""
+
+        async def work(session: AsyncSession) -> None:
+            account = await session.get(Account, account_id)
+            assert account is not None
+            number_id = None
+            if did is not None:
+                number_id = await session.scalar(sa.select(Number.id).where(Number.e164 == did))
+                assert number_id is not None, did
+            account.callerid_number_id = number_id
+
+        self._run(work)
 
     def rate(self, prefix: str, per_minute_minor: int) -> None:
         async def work(session: AsyncSession) -> None:

@@ -33,6 +33,7 @@ _counter = itertools.count(1)
 #: "bye" behaviour would then send a BYE for a call that never existed.
 SCENARIO_ARGS: Mapping[str, Sequence[str]] = {
     "caller_expect_code.xml": ("-default_behaviors", "all,-bye"),
+    "phone_call_expect_code.xml": ("-default_behaviors", "all,-bye"),
 }
 
 
