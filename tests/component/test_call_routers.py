@@ -1,0 +1,151 @@
+"""The routers gather facts for the pure core and keep what the CDR records.
+
+Fake directories stand in for the database; the StasisStart events are the
+recorded ones from Asterisk with the dialplan's arguments changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from support.fake_ari import sample_event
+
+from callcontrol.ari.events import StasisStart, parse_event
+from callcontrol.domain.outbound import OutboundPolicy, SipAccountFacts
+from callcontrol.domain.rating import Rate
+from callcontrol.domain.routing import ForwardingPlan, NumberSnapshot, Reject, RoutingPolicy
+from callcontrol.domain.vocabulary import CallDirection
+from callcontrol.engine.routers import DirectionRouter, InboundRouter, OutboundRouter
+
+
+def stasis_start(*args: str, caller: str = "4915112345678") -> StasisStart:
+    data: dict[str, Any] = sample_event("StasisStart")
+    data["args"] = list(args)
+    data["channel"]["caller"]["number"] = caller
+    event = parse_event(json.dumps(data))
+    assert isinstance(event, StasisStart)
+    return event
+
+
+class NoNumbers:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.asked: list[str] = []
+
+    async def snapshot(self, did: str) -> NumberSnapshot | None:
+        self.asked.append(did)
+        if self.fail:
+            raise ConnectionError("database down")
+        return None
+
+
+@dataclass
+class Accounts:
+    facts_by_login: dict[str, SipAccountFacts] = field(default_factory=dict)
+    rates: dict[str, Rate] = field(default_factory=dict)
+    fail: bool = False
+    rated: list[str] = field(default_factory=list)
+
+    async def facts(self, login: str) -> SipAccountFacts | None:
+        if self.fail:
+            raise ConnectionError("database down")
+        return self.facts_by_login.get(login)
+
+    async def rate_for(self, digits: str) -> Rate | None:
+        self.rated.append(digits)
+        return next((r for p, r in self.rates.items() if digits.startswith(p)), None)
+
+
+ALICE = SipAccountFacts(
+    login="alice",
+    account_id=7,
+    balance_minor=500,
+    currency="EUR",
+    presented_number="+4930123456",
+    presented_number_id=3,
+    callerid_service=True,
+)
+
+
+def outbound(accounts: Accounts) -> OutboundRouter:
+    return OutboundRouter(accounts=accounts, policy=OutboundPolicy())
+
+
+async def test_an_inbound_call_to_a_malformed_did_is_rejected_without_a_lookup() -> None:
+    directory = NoNumbers()
+    router = InboundRouter(directory=directory, policy=RoutingPolicy())
+    routed = await router.route(stasis_start("inbound", "49abc"))
+    assert routed.decision == Reject(1, "malformed_did")
+    assert routed.number == "49abc" and directory.asked == []
+
+
+async def test_an_inbound_lookup_that_fails_becomes_a_temporary_failure() -> None:
+    router = InboundRouter(directory=NoNumbers(fail=True), policy=RoutingPolicy())
+    routed = await router.route(stasis_start("inbound", "4930123456"))
+    assert routed.decision == Reject(41, "lookup_failed")
+    assert routed.number == "+4930123456" and routed.caller == "4915112345678"
+
+
+async def test_an_outbound_call_dialled_nationally_is_read_in_the_rented_numbers_country() -> None:
+    accounts = Accounts({"alice": ALICE}, {"49": Rate("49", 6, "EUR")})
+    routed = await outbound(accounts).route(stasis_start("outbound", "0305550123", "alice"))
+    assert routed.direction is CallDirection.OUTBOUND
+    assert routed.number == "+49305550123" and routed.caller == "alice"
+    assert accounts.rated == ["49305550123"]
+    plan = routed.decision
+    assert isinstance(plan, ForwardingPlan)
+    assert plan.caller_id == "+4930123456" and not plan.withhold_caller_id
+    assert plan.legs[0].endpoint.startswith("PJSIP/+49305550123@")
+
+
+async def test_an_outbound_call_abroad_is_withheld() -> None:
+    accounts = Accounts({"alice": ALICE}, {"43": Rate("43", 9, "EUR")})
+    routed = await outbound(accounts).route(stasis_start("outbound", "0043159900", "alice"))
+    plan = routed.decision
+    assert isinstance(plan, ForwardingPlan)
+    assert plan.caller_id is None and plan.withhold_caller_id
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("outbound", "+49305550123", "mallory"), "unknown_sip_account"),
+        (("outbound", "+49305550123"), "unknown_sip_account"),  # no endpoint argument
+        (("outbound", "12", "alice"), "invalid_number"),
+        (("outbound", "+88235550123", "alice"), "no_rate"),
+    ],
+)
+async def test_an_outbound_call_that_may_not_go_out_is_rejected(
+    args: tuple[str, ...], reason: str
+) -> None:
+    accounts = Accounts({"alice": ALICE}, {"49": Rate("49", 6, "EUR")})
+    routed = await outbound(accounts).route(stasis_start(*args))
+    assert isinstance(routed.decision, Reject) and routed.decision.reason == reason
+
+
+async def test_an_outbound_lookup_that_fails_becomes_a_temporary_failure() -> None:
+    routed = await outbound(Accounts(fail=True)).route(
+        stasis_start("outbound", "+49305550123", "alice")
+    )
+    assert routed.decision == Reject(41, "lookup_failed")
+    assert routed.caller == "alice"
+
+
+async def test_the_direction_router_takes_only_the_dialplans_two_directions() -> None:
+    accounts = Accounts({"alice": ALICE}, {"49": Rate("49", 6, "EUR")})
+    router = DirectionRouter(
+        inbound=InboundRouter(directory=NoNumbers(), policy=RoutingPolicy()),
+        outbound=outbound(accounts),
+    )
+    assert DirectionRouter.handles(stasis_start("inbound", "4930123456"))
+    assert DirectionRouter.handles(stasis_start("outbound", "0305550123", "alice"))
+    assert not DirectionRouter.handles(stasis_start("leg"))
+    assert not DirectionRouter.handles(stasis_start())
+    routed = await router.route(stasis_start("outbound", "0305550123", "alice"))
+    assert routed.direction is CallDirection.OUTBOUND
+    routed = await router.route(stasis_start("inbound", "4930123456"))
+    assert routed.direction is CallDirection.INBOUND
+    assert routed.decision == Reject(1, "unknown_number")
