@@ -67,7 +67,7 @@ def _layout(args: argparse.Namespace) -> SandboxLayout:
 
 
 def _config(settings: Settings) -> SandboxConfig:
-    return SandboxConfig.from_settings(settings.ari, settings.ami)
+    return SandboxConfig.from_settings(settings.ari, settings.ami, settings.provisioning)
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,12 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+
 from callcontrol.sandbox.errors import SandboxError
 from callcontrol.sandbox.layout import SandboxLayout, project_dir
 from callcontrol.settings import AmiSettings, AriSettings
+from provisioning.settings import ProvisioningSettings
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z0-9_]+)\}\}")
 CONFIG_DIRS = ("asterisk-conf", "dialplan")
+# Installed only with a realtime database: SIP accounts read from PostgreSQL.
+REALTIME_DIR = "asterisk-conf/realtime"
+REALTIME_FILES = {
+    "extconfig.conf": "extconfig.conf",
+    "sorcery.conf": "sorcery.conf",
+    "res_pgsql.conf": "res_pgsql.conf.template",
+    "modules_realtime.conf": "modules_realtime.conf",
+}
 
 
 @dataclass(frozen=True)
@@ -38,9 +49,20 @@ class SandboxConfig:
     ami_password: str = "callcontrol"
     ami_host: str = "127.0.0.1"
     ami_port: int = 5038
+    # provisioning.realtime_url when SIP accounts live in PostgreSQL (backend=realtime).
+    realtime_url: str | None = None
 
     @classmethod
-    def from_settings(cls, ari: AriSettings, ami: AmiSettings) -> SandboxConfig:
+    def from_settings(
+        cls,
+        ari: AriSettings,
+        ami: AmiSettings,
+        provisioning: ProvisioningSettings | None = None,
+    ) -> SandboxConfig:
+        realtime_url = None
+        if provisioning is not None and provisioning.backend == "realtime":
+            assert provisioning.realtime_url is not None  # the settings check it
+            realtime_url = provisioning.realtime_url.get_secret_value()
         url = urlsplit(str(ari.url))
         return cls(
             ari_username=ari.username,
@@ -52,6 +74,7 @@ class SandboxConfig:
             ami_password=ami.password.get_secret_value(),
             ami_host=ami.host,
             ami_port=ami.port,
+            realtime_url=realtime_url,
         )
 
     @property
@@ -69,6 +92,20 @@ class SandboxConfig:
             "AMI_PASSWORD": self.ami_password,
             "AMI_HOST": self.ami_host,
             "AMI_PORT": str(self.ami_port),
+        } | self._realtime_placeholders()
+
+    def _realtime_placeholders(self) -> dict[str, str]:
+        if self.realtime_url is None:
+            return {}
+        url = make_url(self.realtime_url)
+        if not url.drivername.startswith("postgresql") or not url.database:
+            raise SandboxError("realtime_url must be a postgresql URL with a database name")
+        return {
+            "PG_HOST": url.host or "127.0.0.1",
+            "PG_PORT": str(url.port or 5432),
+            "PG_DBNAME": url.database,
+            "PG_USER": url.username or "postgres",
+            "PG_PASSWORD": url.password or "",
         }
 
 
@@ -94,6 +131,10 @@ def rendered_files(config: SandboxConfig, source_root: Path | None = None) -> di
             files[path.name] = render(path.read_text(encoding="utf-8"), values, source=str(path))
     if "asterisk.conf" not in files:
         raise SandboxError(f"no asterisk.conf under {base / 'asterisk-conf'}")
+    if config.realtime_url is not None:
+        for name, source in REALTIME_FILES.items():
+            path = base / REALTIME_DIR / source
+            files[name] = render(path.read_text(encoding="utf-8"), values, source=str(path))
     return files
 
 

@@ -1,7 +1,8 @@
 """The real thing: Asterisk 22 (sandbox), the engine as a process, SIPp, SMTP.
 
 Session-wide: one Asterisk, one SMTP sink, one engine on the run's database
-(SQLite or PostgreSQL, chosen by ``CALLCONTROL_TEST_DB``). Each test creates
+(SQLite or PostgreSQL, chosen by ``CALLCONTROL_TEST_DB``; on PostgreSQL,
+Asterisk also reads SIP accounts from it: the realtime provisioning back-end). Each test creates
 its own account and DID, so tests do not see each other's data. After every
 test no channel may be left in Asterisk: a stuck channel fails the test.
 """
@@ -13,12 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.asterisk import AsteriskSandbox, make_asterisk_fixture
+from support.asterisk import AsteriskSandbox, asterisk_sandbox, default_config, realtime_url_for
 from support.data import Seeder
 from support.engine import EngineProcess, free_port
 from support.smtp import SmtpSink
 
-asterisk = make_asterisk_fixture(scope="session")
+
+@pytest.fixture(scope="session")
+def asterisk(db_url: str) -> Iterator[AsteriskSandbox]:
+    """On PostgreSQL, SIP accounts are provisioned as realtime rows Asterisk reads
+    from the run's database; on SQLite, into pjsip_callcontrol.conf (file back-end).
+    So the same SIP-account and outbound tests prove both back-ends."""
+    with asterisk_sandbox(default_config(realtime_url=realtime_url_for(db_url))) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="session")

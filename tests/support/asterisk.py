@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,17 @@ class AsteriskSandbox:
         return process.log_tail(self.layout)
 
 
-def default_config() -> SandboxConfig:
+def default_config(*, realtime_url: str | None = None) -> SandboxConfig:
+    """The sandbox of the default settings; with ``realtime_url`` SIP accounts are
+    read from that PostgreSQL database (provisioning back-end ``realtime``)."""
     settings = load_settings()
-    return SandboxConfig.from_settings(settings.ari, settings.ami)
+    config = SandboxConfig.from_settings(settings.ari, settings.ami)
+    return replace(config, realtime_url=realtime_url)
+
+
+def realtime_url_for(db_url: str) -> str | None:
+    """The test database doubles as Asterisk's realtime database when it is PostgreSQL."""
+    return db_url if db_url.startswith("postgresql") else None
 
 
 def default_media_dir(layout: SandboxLayout) -> Path:

@@ -1,8 +1,11 @@
 """Provisioning against the sandbox's Asterisk from a test process.
 
-The file back-end writes the sandbox's ``pjsip_callcontrol.conf`` and reloads
-res_pjsip over the sandbox's AMI (coalesced: one reload per burst); on exit
-from ``provisioned`` Asterisk has reloaded.
+The back-end follows the sandbox: when Asterisk reads SIP accounts from
+PostgreSQL (``realtime_url``), the realtime back-end writes the ps_* rows
+there (no reload needed); otherwise the file back-end writes the sandbox's
+``pjsip_callcontrol.conf`` and reloads res_pjsip over the sandbox's AMI
+(coalesced: one reload per burst). On exit from ``provisioned`` Asterisk sees
+the change.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from pydantic import SecretStr
 
 from callcontrol.db.engine import create_engine, session_factory
 from callcontrol.settings import AmiSettings, DatabaseSettings
@@ -21,16 +26,24 @@ from support.asterisk import AsteriskSandbox
 T = TypeVar("T")
 
 
+def provisioning_settings(asterisk: AsteriskSandbox) -> ProvisioningSettings:
+    realtime_url = asterisk.config.realtime_url
+    return ProvisioningSettings(
+        backend="file" if realtime_url is None else "realtime",
+        realtime_url=SecretStr(realtime_url) if realtime_url is not None else None,
+        file_path=asterisk.layout.etc_asterisk / "pjsip_callcontrol.conf",
+        reload_coalesce_s=0.1,
+        media_address="127.0.0.1",
+    )
+
+
 def provisioned(
     asterisk: AsteriskSandbox, db_url: str, work: Callable[[ProvisioningService], Awaitable[T]]
 ) -> T:
     """Run ``work`` with a provisioning service; on exit Asterisk has reloaded."""
 
     async def go() -> T:
-        settings = ProvisioningSettings(
-            file_path=asterisk.layout.etc_asterisk / "pjsip_callcontrol.conf",
-            reload_coalesce_s=0.1,
-        )
+        settings = provisioning_settings(asterisk)
         engine = create_engine(DatabaseSettings(url=db_url), pooled=False)
         ami = AmiClient(AmiSettings(enabled=True))
         try:
