@@ -212,6 +212,9 @@ class CallRecord:
     ring_ms: int
     talk_ms: int
     legs: tuple[LegRecord, ...]
+    # The caller got a 200 OK from us (for a greeting), so no SIP final response
+    # tells how the call ended; the Q.850 cause still does.
+    caller_answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -426,6 +426,7 @@ class InboundCall:
                 ring_ms=_ms(ring_from, ring_to) if ring_from else 0,
                 talk_ms=_ms(answered_at, at) if answered_at else 0,
                 legs=legs,
+                caller_answered=self.caller_answered,
             )
         )
 

@@ -210,7 +210,9 @@ def _cdr_row(record: CallRecord, cost: int, currency: str | None) -> dict[str, A
         "ended_at": record.ended_at,
         "disposition": record.disposition,
         "sip_code": (
-            SIP_CODE_OF_CAUSE.get(record.cause or 0) if record.answered_at is None else None
+            None
+            if record.answered_at is not None or record.caller_answered
+            else SIP_CODE_OF_CAUSE.get(record.cause or 0)
         ),
         "hangup_cause": record.cause,
         "reject_reason": record.reject_reason,

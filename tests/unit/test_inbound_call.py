@@ -168,6 +168,21 @@ def test_greeting_is_played_to_the_answered_caller_before_dialling_with_ringback
     assert ev.StopPlayback("171_5-ringback") in won and ev.Answer() not in won
 
 
+def test_a_caller_answered_for_the_greeting_is_recorded_as_such_when_all_legs_are_busy() -> None:
+    """No SIP final response tells such a caller how it ended: the CDR must know."""
+    c = call(greeting_media="sound:/srv/callcontrol/media/g1", mode=ForwardingMode.SIMULTANEOUS)
+    c.start()
+    c.handle(ev.PlaybackFinished("171_5-greeting", at(4)))
+    c.handle(ev.LegEnded(1, 17, at(5)))
+    record = finish_of(c.handle(ev.LegEnded(2, 17, at(6))))
+    assert record.caller_answered and record.answered_at is None
+    assert record.disposition is Disposition.BUSY and record.cause == 17
+    unanswered = call(mode=ForwardingMode.SIMULTANEOUS)
+    unanswered.start()
+    unanswered.handle(ev.LegEnded(1, 17, at(1)))
+    assert not finish_of(unanswered.handle(ev.LegEnded(2, 17, at(2)))).caller_answered
+
+
 def test_a_greeting_that_cannot_be_played_does_not_lose_the_call() -> None:
     c = call(greeting_media="sound:/missing")
     play = c.start()[1]
