@@ -162,3 +162,22 @@ def test_an_outbound_call_that_may_not_go_out_is_refused_with_a_clear_code(
     cdr = data.wait_for_cdr(number)
     assert cdr["direction"] == "outbound" and cdr["caller"] == login
     assert cdr["disposition"] == "rejected" and cdr["reject_reason"] == reason
+
+
+def test_an_outbound_call_is_cut_when_the_balance_is_spent_and_charged_once(
+    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+) -> None:
+    account, _, login, password = sip_account(asterisk, db_url, data, balance_minor=3, service=True)
+    data.rate("4989", 60)  # 60 cents a minute: 3 cents pay for 3 seconds
+    carrier = Sipp(
+        "far_answer.xml", PSTN_CARRIER, 5060, workdir, variables={"answer_ms": "100"}
+    ).start()
+    carrier.wait_ready()
+    caller = phone(workdir, login, password, "+498955501234", "phone_call_wait_bye.xml").run()
+    assert caller.ok, caller.describe()  # the engine hung up: the phone got the BYE
+    assert carrier.wait(15).ok
+    cdr = data.wait_for_cdr("+498955501234")
+    assert 2500 <= cdr["talk_ms"] <= 5000, cdr["talk_ms"]
+    charges = [e for e in data.ledger_entries(account) if e[0] is LedgerKind.CALL_CHARGE]
+    assert len(charges) == 1 and charges[0][2] == f"call:{cdr['id']}:1"
+    assert data.balance(account) == 3 + charges[0][1] <= 0
