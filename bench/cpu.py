@@ -1,0 +1,346 @@
+"""Engine CPU per call without Asterisk: the real engine against a scripted fake ARI.
+
+    python -m bench.cpu [--cases reject,forward] [--rate 200] [--calls 2000]
+                        [--repeat 3] [--talk-ms 100] [--baseline REV] [--py-spy FILE]
+
+Starts the engine as in production (``callcontrol serve``, SQLite, JSON logs at
+level info) against ``bench.fake_asterisk`` - a fake ARI in its own process
+that answers the engine's REST requests and sends the events the real Asterisk
+sends (recorded JSON) - seeds the same two DIDs as ``bench.calls`` and runs
+``--calls`` calls per case at ``--rate`` calls/s, ``--repeat`` times. Per run it
+reports the engine's CPU (user + system, ``/proc/PID/stat``, from the first
+call until the engine holds no call, minus its idle CPU), the REST requests
+and events per call as the fake counted them, and any request the fake
+refused. Nothing else runs on the engine's core but the fake, so the figure
+is repeatable to a few per cent on a quiet machine (each run prints its
+spread); it is not a substitute for ``bench.calls``, which puts Asterisk and
+SIPp on the same cores.
+
+``--baseline REV`` also measures the engine of a git revision (exported with
+``git archive`` into the work folder, run with the same virtualenv), taking
+turns with this checkout run by run, so both see the same machine; the table
+then shows both and their ratio.
+
+``--py-spy FILE`` samples the engine with py-spy during the runs (slower;
+do not read CPU figures from such a run) and writes a speedscope profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from support.engine import EngineProcess, free_port  # noqa: E402
+
+from bench.calls import (  # noqa: E402
+    FORWARDED_DID,
+    SUSPENDED_DID,
+    cpu_seconds,
+    database,
+    machine,
+    rss_mb,
+    seed,
+)
+
+DIDS = {"reject": SUSPENDED_DID[1:], "forward": FORWARDED_DID[1:]}
+CASES = ("reject", "forward")
+SETTLE_LIMIT_S = 30.0
+
+
+@dataclass
+class Run:
+    case: str
+    rate: int
+    calls: int
+    finished: int
+    engine_cpu_s: float
+    ms_per_call: float
+    requests_per_call: float
+    events_per_call: float
+    errors: dict[str, int]
+    requests: dict[str, int]
+    rss_mb: float
+    variant: str = "this"
+
+
+class FakeAsteriskProcess:
+    def __init__(self, workdir: Path, talk_ms: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (workdir / "fake-asterisk.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "bench.fake_asterisk"),
+                *("--port", str(self.port), "--talk-ms", str(talk_ms)),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.status()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("fake Asterisk did not start") from None
+                time.sleep(0.05)
+
+    def status(self) -> dict[str, object]:
+        with urllib.request.urlopen(self.url + "/_bench/status", timeout=2) as response:
+            return dict(json.load(response))
+
+    def run(self, did: str, rate: int, calls: int) -> None:
+        query = f"?did={did}&rate={rate}&calls={calls}"
+        request = urllib.request.Request(self.url + "/_bench/run" + query, method="POST")
+        with urllib.request.urlopen(request, timeout=2):
+            pass
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def engine_process(fake: FakeAsteriskProcess, db_url: str, workdir: Path) -> EngineProcess:
+    media = workdir / "media"
+    media.mkdir(exist_ok=True)
+    return EngineProcess(
+        env={
+            "CALLCONTROL_ENVIRONMENT": "test",
+            "CALLCONTROL_DATABASE__URL": db_url,
+            "CALLCONTROL_ARI__URL": fake.url,
+            "CALLCONTROL_ARI__USERNAME": "callcontrol",
+            "CALLCONTROL_ARI__PASSWORD": "callcontrol",
+            "CALLCONTROL_ARI__APP": "callcontrol",
+            "CALLCONTROL_MEDIA__ROOT": str(media),
+            "CALLCONTROL_LOG_FORMAT": "json",
+            "CALLCONTROL_LOG_LEVEL": "info",
+        },
+        log_path=workdir / "engine.log",
+    )
+
+
+def active_calls(engine: EngineProcess) -> float:
+    for line in engine.metrics().splitlines():
+        if line.startswith("callcontrol_active_calls "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def run_case(
+    fake: FakeAsteriskProcess,
+    engine: EngineProcess,
+    pid: int,
+    idle_cpu: float,
+    case: str,
+    rate: int,
+    calls: int,
+) -> Run:
+    cpu0, began = cpu_seconds(pid), time.monotonic()
+    fake.run(DIDS[case], rate, calls)
+    deadline = began + calls / rate + SETTLE_LIMIT_S
+    status = fake.status()
+    while time.monotonic() < deadline:
+        status = fake.status()
+        if status["finished"] == calls and status["started"] == calls:
+            break
+        time.sleep(0.05)
+    while time.monotonic() < deadline and active_calls(engine) > 0:
+        time.sleep(0.05)
+    cpu = cpu_seconds(pid) - cpu0 - idle_cpu * (time.monotonic() - began)
+    status = fake.status()
+    requests = dict(status["requests"])  # type: ignore[call-overload]
+    events = dict(status["events"])  # type: ignore[call-overload]
+    return Run(
+        case=case,
+        rate=rate,
+        calls=calls,
+        finished=int(status["finished"]),  # type: ignore[call-overload]
+        engine_cpu_s=round(cpu, 3),
+        ms_per_call=round(cpu * 1000 / calls, 3),
+        requests_per_call=round(sum(requests.values()) / calls, 2),
+        events_per_call=round(sum(events.values()) / calls, 2),
+        errors=dict(status["errors"]),  # type: ignore[call-overload]
+        requests=requests,
+        rss_mb=round(rss_mb(pid), 1),
+    )
+
+
+@dataclass
+class Variant:
+    name: str
+    root: Path
+    """The source tree whose ``callcontrol`` package the engine runs."""
+
+
+def export_revision(rev: str, workdir: Path) -> Path:
+    """``git archive REV`` of this repository into the work folder."""
+    target = workdir / f"rev-{rev.replace('/', '_')}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+@contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    """Spawn the engine from `path`: ``python -m callcontrol.cli`` imports it from there."""
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def measure_variant(
+    variant: Variant,
+    fake: FakeAsteriskProcess,
+    db_url: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    cases: list[str],
+) -> list[Run]:
+    engine = engine_process(fake, db_url, workdir)
+    with working_directory(variant.root):
+        engine.start()
+    spy: subprocess.Popen[bytes] | None = None
+    runs: list[Run] = []
+    try:
+        pid = engine.proc.pid if engine.proc else 0
+        for case in cases:  # warm-up: imports, caches, connections
+            run_case(fake, engine, pid, 0.0, case, args.rate, args.warmup)
+        began, cpu0 = time.monotonic(), cpu_seconds(pid)
+        time.sleep(2)
+        idle = (cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
+        if args.py_spy is not None:
+            spy = subprocess.Popen(
+                [
+                    *("py-spy", "record", "--pid", str(pid), "--format", "speedscope"),
+                    *("--rate", "250", "--output", f"{args.py_spy}.{variant.name}"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        for case in cases:
+            run = run_case(fake, engine, pid, idle, case, args.rate, args.calls)
+            run.variant = variant.name
+            runs.append(run)
+            print(
+                f"  {variant.name:8} {case:7} {run.finished}/{run.calls} at {run.rate}/s: "
+                f"{run.ms_per_call:.3f} ms CPU/call (idle {idle * 100:.1f} %), "
+                f"{run.requests_per_call} req/call, {run.events_per_call} ev/call"
+                + (f", refused: {run.errors}" if run.errors else ""),
+                flush=True,
+            )
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        engine.stop()
+    return runs
+
+
+def report(runs: list[Run], variants: list[Variant], cases: list[str], rate: int) -> None:
+    print("| case | engine | calls/s | runs | CPU ms/call: median (min-max) | req/call | ev/call |")
+    print("|---|---|---|---|---|---|---|")
+    medians: dict[tuple[str, str], float] = {}
+    for case in cases:
+        for variant in variants:
+            mine = [r for r in runs if r.case == case and r.variant == variant.name]
+            if not mine:
+                continue
+            per_call = [r.ms_per_call for r in mine]
+            medians[case, variant.name] = statistics.median(per_call)
+            print(
+                f"| {case} | {variant.name} | {rate} | {len(mine)} | "
+                f"{statistics.median(per_call):.3f} ({min(per_call):.3f}-{max(per_call):.3f}) | "
+                f"{mine[0].requests_per_call} | {mine[0].events_per_call} |"
+            )
+    if len(variants) == 2:
+        base, this = variants
+        for case in cases:
+            if (case, base.name) in medians and (case, this.name) in medians:
+                ratio = medians[case, this.name] / medians[case, base.name]
+                print(f"{case}: {this.name} uses {ratio:.0%} of {base.name}'s CPU per call")
+    for case in cases:
+        mine = [r for r in runs if r.case == case]
+        for variant in variants:
+            last = [r for r in mine if r.variant == variant.name][-1:]
+            if last:
+                print(f"{case} / {variant.name} requests per run: {last[0].requests}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", default="reject,forward")
+    parser.add_argument("--rate", type=int, default=200, help="calls/s")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case and engine")
+    parser.add_argument("--talk-ms", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=200, help="calls before measuring")
+    parser.add_argument("--baseline", default=None, help="a git revision to compare with")
+    parser.add_argument("--py-spy", type=Path, default=None, help="write speedscope profiles")
+    parser.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c in CASES]
+    workdir = Path(tempfile.mkdtemp(prefix="callcontrol-bench-cpu-"))
+    print(f"bench.cpu: work folder {workdir}; {machine()}", flush=True)
+    variants = [Variant("this", ROOT)]
+    if args.baseline:
+        variants.insert(0, Variant(args.baseline, export_revision(args.baseline, workdir)))
+    runs: list[Run] = []
+    fake: FakeAsteriskProcess | None = None
+    try:
+        with database("sqlite", workdir) as db_url:
+            seed(db_url)
+            fake = FakeAsteriskProcess(workdir, args.talk_ms)
+            for _ in range(args.repeat):
+                for variant in variants:
+                    runs += measure_variant(variant, fake, db_url, workdir, args, cases)
+    finally:
+        if fake is not None:
+            fake.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the end")
+    report(runs, variants, cases, args.rate)
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.__dict__ for r in runs], indent=1))
+    failed = [r for r in runs if r.finished != r.calls or r.errors]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
