@@ -15,6 +15,7 @@ from callcontrol.db.models import (
     Account,
     ForwardingDestination,
     MediaFile,
+    Number,
     SipAccount,
     VoicemailMessage,
 )
@@ -47,7 +48,26 @@ async def _victim(api: Api) -> Victim:
     )  # fmt: skip
     assert (upload.status, sip.status, forwarding.status) == (201, 201, 200)
     media_id, sip_id = (await upload.json())["id"], (await sip.json())["id"]
+    await _present(api, b.headers, did, b.account_id, sip_id)
     return Victim(b.account_id, did, media_id, message_id, sip_id)
+
+
+async def _present(
+    api: Api, headers: dict[str, str], did: str, account_id: int, sip_id: int
+) -> None:
+    """CallerID set up on every level, so a request that clears any of it shows."""
+    answers = [
+        await api.client.put(
+            f"/api/v1/numbers/{did}/callerid-service", json={"enabled": True}, headers=api.operator
+        ),
+        await api.client.put(
+            f"/api/v1/accounts/{account_id}/presented-number", json={"did": did}, headers=headers
+        ),
+        await api.client.put(
+            f"/api/v1/sip-accounts/{sip_id}/presented-number", json={"did": did}, headers=headers
+        ),
+    ]
+    assert [a.status for a in answers] == [200, 200, 200]
 
 
 # (method, path, JSON body): every object type a customer can address.
@@ -86,6 +106,9 @@ REQUESTS: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/sip-accounts/{sip_account_id}", None),
     ("POST", "/api/v1/sip-accounts/{sip_account_id}/password", None),
     ("DELETE", "/api/v1/sip-accounts/{sip_account_id}", None),
+    ("PUT", "/api/v1/numbers/{did}/callerid-service", {"enabled": False}),
+    ("PUT", "/api/v1/accounts/{account_id}/presented-number", {"did": None}),
+    ("PUT", "/api/v1/sip-accounts/{sip_account_id}/presented-number", {"did": None}),
     ("GET", "/api/v1/accounts/{account_id}/calls", None),
     ("GET", "/api/v1/accounts/{account_id}/calls.csv", None),
     ("GET", "/api/v1/accounts/{account_id}/statistics", None),
@@ -103,7 +126,16 @@ async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
             for t in (MediaFile, VoicemailMessage, SipAccount, ForwardingDestination)
         ]
         digest = await session.scalar(sa.select(SipAccount.password_digest))
-    return (account.email, account.balance_minor, account.erased_at, *counts, digest)
+        presented = await session.scalar(
+            sa.select(SipAccount.presented_number_id).where(SipAccount.id == v.sip_account_id)
+        )
+        callerid_service = await session.scalar(
+            sa.select(Number.callerid_service).where(Number.e164 == v.did)
+        )
+    return (
+        account.email, account.balance_minor, account.erased_at, *counts, digest,
+        account.callerid_number_id, presented, callerid_service,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -125,6 +157,22 @@ async def test_a_customer_gets_404_for_another_accounts_object(
     assert response.status == 404, answer
     assert answer["error"] == "not_found" and answer["details"] == []
     assert await _fingerprint(api, victim) == before
+
+
+async def test_a_customer_gets_403_turning_the_callerid_service_of_its_own_number(
+    api: Api,
+) -> None:
+    """Operator only: on a number it may see, a customer is refused (403, not 404) and
+    nothing changes; the same request from the operator goes through."""
+    owner = await api.customer()
+    did = await api.number(owner.account_id)
+    url = f"/api/v1/numbers/{did}/callerid-service"
+    refused = await api.client.put(url, json={"enabled": True}, headers=owner.headers)
+    unchanged = await api.client.get(f"/api/v1/numbers/{did}", headers=owner.headers)
+    done = await api.client.put(url, json={"enabled": True}, headers=api.operator)
+    assert refused.status == 403 and (await refused.json())["error"] == "forbidden"
+    assert (await unchanged.json())["callerid_service"] is False
+    assert done.status == 200 and (await done.json())["callerid_service"] is True
 
 
 def test_every_route_with_an_object_in_its_path_is_covered_here() -> None:

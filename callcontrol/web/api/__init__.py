@@ -20,6 +20,7 @@ from callcontrol.notify.mailer import Mailer, SmtpMailer
 from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
+    callerid,
     forwarding,
     media,
     numbers,
@@ -45,7 +46,10 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 
 
 def all_routes() -> list[Route]:
-    modules = (accounts, numbers, forwarding, media, voicemail, sip_accounts, statistics, privacy)
+    modules = (
+        accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
+        privacy,
+    )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 
 

@@ -1,6 +1,6 @@
 """Accounts and their balance: the operator opens accounts and tops them up
 (through the ledger, the only place money moves); a customer reads and corrects
-its own account (name, email)."""
+its own account (name, email). Which number it presents: ``callerid.py``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ async def list_accounts(call: ApiCall) -> AccountList:
         rows = await session.scalars(
             sa.select(Account).order_by(Account.id).limit(page.limit).offset(page.offset)
         )
-        return AccountList(items=[AccountOut.model_validate(r) for r in rows])
+        return AccountList(items=await lookup.account_outs(session, rows))
 
 
 async def create_account(call: ApiCall) -> AccountOut:
@@ -42,14 +42,13 @@ async def create_account(call: ApiCall) -> AccountOut:
         session.add(row)
         await session.flush()
         await session.refresh(row)
-        return AccountOut.model_validate(row)
+        return await lookup.account_out(session, row)
 
 
 async def get_account(call: ApiCall) -> AccountOut:
     async with call.sessions() as session:
-        return AccountOut.model_validate(
-            await lookup.account(session, call.caller, call.id("account_id"))
-        )
+        row = await lookup.account(session, call.caller, call.id("account_id"))
+        return await lookup.account_out(session, row)
 
 
 async def update_account(call: ApiCall) -> AccountOut:
@@ -61,7 +60,7 @@ async def update_account(call: ApiCall) -> AccountOut:
         if "email" in body.model_fields_set:
             row.email = body.email
         await session.flush()
-        return AccountOut.model_validate(row)
+        return await lookup.account_out(session, row)
 
 
 async def top_up(call: ApiCall) -> BalanceOut:

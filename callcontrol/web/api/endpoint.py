@@ -6,7 +6,9 @@ handlers from these rows and ``openapi.py`` builds the spec from the same rows,
 so the documentation cannot drift from what is served.
 
 The wrapper authenticates, checks the path values (ids are positive 32-bit
-integers, else 404; a DID must parse, else 422), validates the query and the
+integers, else 404; a DID must parse, else 422), refuses a customer an
+operator-only operation (403 on its own objects, 404 on what it may not see,
+so the answer tells it nothing of other accounts), validates the query and the
 JSON body strictly (unknown fields refused, no type coercion), and serialises
 the answer model. Handlers see an ``ApiCall`` and never parse anything.
 """
@@ -26,6 +28,7 @@ from callcontrol.domain.errors import InvalidInput
 from callcontrol.keys import SESSIONS, SETTINGS
 from callcontrol.services.numbers import NumberService
 from callcontrol.settings import MediaSettings
+from callcontrol.web.api import lookup
 from callcontrol.web.api.auth import Caller, authenticate
 from callcontrol.web.api.config import (
     API_SETTINGS,
@@ -187,15 +190,27 @@ def _serialise(route: Route, reply: Reply) -> web.StreamResponse:
     return reply
 
 
+async def _refuse_customer(
+    request: web.Request, caller: Caller, path: Mapping[str, int | str]
+) -> None:
+    """A customer on an operator-only route: 404 for an object it may not see (as if it
+    did not exist), else 403."""
+    account_id = path.get("account_id")
+    if isinstance(account_id, int):
+        caller.scope(account_id)
+    did = path.get("did")
+    if isinstance(did, str):
+        async with request.app[SESSIONS]() as session:
+            await lookup.number(session, caller, did)
+    caller.require_operator()
+
+
 def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         caller = await authenticate(request, request.app[SESSIONS])
         path = _path_values(request, route.path_params)
         if route.operator_only and not caller.is_operator:
-            account_id = path.get("account_id")
-            if isinstance(account_id, int):
-                caller.scope(account_id)  # another account's: 404, as if it did not exist
-            caller.require_operator()
+            await _refuse_customer(request, caller, path)
         query = _query(request, route.query)
         body = await _body(request, route, request.app[API_SETTINGS].max_json_bytes)
         call = ApiCall(request=request, caller=caller, path=path, query=query, body=body)

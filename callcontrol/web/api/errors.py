@@ -3,9 +3,9 @@
 Rules kept here:
 - Every error body is ``{"error": code, "message": text, "details": [{field, message}]}``.
 - Domain errors know nothing of HTTP; ``status_for`` maps them (invalid input 422,
-  illegal life-cycle transition, short balance, empty pool or a SIP login in use
-  409, refused actor 403, unknown things 404; a change saved but not pushed to
-  Asterisk 502).
+  illegal life-cycle transition, short balance, empty pool, a SIP login in use or
+  the CallerID service for a number nobody bought 409, refused actor 403, unknown
+  things 404; a change saved but not pushed to Asterisk 502).
 - The middleware answers every failure under ``/api/`` in that shape, including
   the router's own 404/405 and aiohttp's 413, and never lets a traceback out:
   an unexpected exception is logged and answered 500 ``internal``.
@@ -28,6 +28,7 @@ from callcontrol.domain.errors import (
     InvalidInput,
     NotPermitted,
 )
+from callcontrol.services import callerid as callerid_service
 from callcontrol.services import errors as service_errors
 from provisioning.service import LoginTaken, ProvisioningError, SipAccountNotFound
 
@@ -82,6 +83,7 @@ _DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.NoNumberAvailable, 409),
     (service_errors.InsufficientFunds, 409),
     (service_errors.RefundRefused, 409),
+    (callerid_service.ServiceRefused, 409),
     (NotPermitted, 403),
     (IllegalTransition, 409),
     (LoginTaken, 409),  # before InvalidInput, of which both are kinds

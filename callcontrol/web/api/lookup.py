@@ -6,7 +6,9 @@ an object of another account is reported exactly as a missing one: 404.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callcontrol.db.models import Account, MediaFile, Number, SipAccount, VoicemailMessage
 from callcontrol.domain.billing import next_charge_date
 from callcontrol.domain.vocabulary import NumberState
+from callcontrol.services.callerid import held_dids
 from callcontrol.web.api.auth import Caller
 from callcontrol.web.api.errors import NotFound
-from callcontrol.web.api.schemas import NumberOut
+from callcontrol.web.api.schemas import AccountOut, NumberOut, SipAccountOut
 
 _BILLED = (NumberState.ACTIVE, NumberState.SUSPENDED)
 
@@ -85,3 +88,37 @@ def number_out(row: Number, today: datetime | None = None) -> NumberOut:
         name: getattr(row, name) for name in NumberOut.model_fields if name != "next_charge_date"
     }
     return NumberOut(**fields, next_charge_date=next_charge)
+
+
+async def account_outs(session: AsyncSession, rows: Iterable[Account]) -> list[AccountOut]:
+    """Accounts as answered, each with the DID of its default presented number."""
+    accounts = list(rows)
+    dids = await held_dids(session, [(a.id, a.callerid_number_id) for a in accounts])
+    return [
+        AccountOut(**_columns(row, AccountOut), presented_number=did)
+        for row, did in zip(accounts, dids, strict=True)
+    ]
+
+
+async def account_out(session: AsyncSession, row: Account) -> AccountOut:
+    return (await account_outs(session, [row]))[0]
+
+
+async def sip_account_outs(
+    session: AsyncSession, rows: Iterable[SipAccount]
+) -> list[SipAccountOut]:
+    """SIP accounts as answered, each with the DID of the number it presents itself."""
+    sips = list(rows)
+    dids = await held_dids(session, [(s.account_id, s.presented_number_id) for s in sips])
+    return [
+        SipAccountOut(**_columns(row, SipAccountOut), presented_number=did)
+        for row, did in zip(sips, dids, strict=True)
+    ]
+
+
+async def sip_account_out(session: AsyncSession, row: SipAccount) -> SipAccountOut:
+    return (await sip_account_outs(session, [row]))[0]
+
+
+def _columns(row: object, model: type[AccountOut | SipAccountOut]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in model.model_fields if name != "presented_number"}

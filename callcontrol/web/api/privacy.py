@@ -25,7 +25,6 @@ from callcontrol.db.models import Cdr, MediaFile, Number, SipAccount, VoicemailM
 from callcontrol.web.api import files, lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.schemas import (
-    AccountOut,
     ErasureOut,
     MediaOut,
     PersonalData,
@@ -52,7 +51,7 @@ class PurgeResult:
 
 async def _sip_accounts(session: AsyncSession, owner: int) -> list[SipAccountOut]:
     query = sa.select(SipAccount).where(SipAccount.account_id == owner).order_by(SipAccount.id)
-    return [SipAccountOut.model_validate(r) for r in await session.scalars(query)]
+    return await lookup.sip_account_outs(session, await session.scalars(query))
 
 
 async def _media(session: AsyncSession, owner: int) -> list[MediaOut]:
@@ -73,7 +72,7 @@ async def export_personal_data(call: ApiCall) -> PersonalData:
         entries = await session.execute(transactions_query(owner.id, None, None))
         return PersonalData(
             exported_at=datetime.now(UTC),
-            account=AccountOut.model_validate(owner),
+            account=await lookup.account_out(session, owner),
             numbers=[lookup.number_out(n) for n in numbers],
             sip_accounts=await _sip_accounts(session, owner.id),
             media=await _media(session, owner.id),

@@ -92,6 +92,10 @@ class AccountOut(Output):
     email: str | None
     currency: str
     balance_minor: int
+    presented_number: str | None = Field(
+        description="the number the account's SIP accounts present by default (E.164); "
+        "a SIP account's own choice overrides it"
+    )
     created_at: datetime
     erased_at: datetime | None
 
@@ -197,6 +201,10 @@ class NumberOut(Output):
     voicemail_enabled: bool
     greeting_media_id: int | None
     voicemail_greeting_media_id: int | None
+    callerid_service: bool = Field(
+        description="the CallerID service (turned on by the operator): outbound calls may "
+        "show this number, on calls to its own country only"
+    )
 
 
 class NumberList(Output):
@@ -218,6 +226,18 @@ City = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO
 
 class Reservation(Input):
     did: DidText
+
+
+class CallerIdService(Input):
+    enabled: bool
+
+
+class PresentedNumber(Input):
+    """The number to present (``null``: none). It must be an active or suspended
+    voice number of the account; it shows only with the CallerID service, and only
+    on calls to its own country."""
+
+    did: DidText | None = Field(description="E.164, e.g. +4930123456; null clears the choice")
 
 
 class Purchase(Input):
@@ -321,6 +341,10 @@ class SipAccountOut(Output):
     account_id: int
     login: str
     domain: str
+    presented_number: str | None = Field(
+        description="the number this SIP account presents (E.164); null: the account's "
+        "presented_number"
+    )
     created_at: datetime
 
 

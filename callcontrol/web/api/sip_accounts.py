@@ -7,7 +7,8 @@ the password is generated there, shown once in the answer and stored only as the
 HA1 digest bound to the provisioning realm; Asterisk is told of every change;
 deleting a SIP account also removes the forwarding destinations of the owner's
 numbers that rang it. A login in use is a 409, a login the provisioning rules
-refuse (reserved names ...) a 422.
+refuse (reserved names ...) a 422. Which number a SIP account presents is
+chosen in ``callerid.py``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ def _generated_login(account_id: int) -> str:
     return f"u{account_id}x{secrets.token_hex(4)}"
 
 
-def _credentials(row: SipAccount, password: str) -> SipAccountCredentials:
-    return SipAccountCredentials(
-        **SipAccountOut.model_validate(row).model_dump(), password=password
-    )
+async def _credentials(call: ApiCall, row: SipAccount, password: str) -> SipAccountCredentials:
+    async with call.sessions() as session:
+        shown = await lookup.sip_account_out(session, row)
+    return SipAccountCredentials(**shown.model_dump(), password=password)
 
 
 async def _owned_login(call: ApiCall) -> str:
@@ -63,7 +64,7 @@ async def create_sip_account(call: ApiCall) -> SipAccountCredentials:
         row, password = await call.provisioner.create_sip_account(owner.id, login)
     except LoginTaken:
         raise Conflict(f"the SIP login {login!r} is taken; choose another") from None
-    return _credentials(row, password)
+    return await _credentials(call, row, password)
 
 
 async def list_sip_accounts(call: ApiCall) -> SipAccountList:
@@ -77,13 +78,13 @@ async def list_sip_accounts(call: ApiCall) -> SipAccountList:
             .limit(page.limit)
             .offset(page.offset)
         )
-        return SipAccountList(items=[SipAccountOut.model_validate(r) for r in rows])
+        return SipAccountList(items=await lookup.sip_account_outs(session, rows))
 
 
 async def get_sip_account(call: ApiCall) -> SipAccountOut:
     async with call.sessions() as session:
         row = await lookup.sip_account(session, call.caller, call.id("sip_account_id"))
-        return SipAccountOut.model_validate(row)
+        return await lookup.sip_account_out(session, row)
 
 
 async def reset_password(call: ApiCall) -> SipAccountCredentials:
@@ -92,7 +93,7 @@ async def reset_password(call: ApiCall) -> SipAccountCredentials:
         row, password = await call.provisioner.reset_password(login)
     except SipAccountNotFound:
         raise _gone(call) from None
-    return _credentials(row, password)
+    return await _credentials(call, row, password)
 
 
 async def delete_sip_account(call: ApiCall) -> None:
