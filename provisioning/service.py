@@ -167,8 +167,7 @@ class ProvisioningService:
         async with self._sessions() as session, session.begin():
             row = await self._get(session, login)
             row.password_digest = digest
-            callerid = await self._callerid(session, row.presented_number_id)
-            spec = self._spec(row.login, row.domain, digest, callerid)
+            spec = self._spec(row.login, row.domain, digest)
         log.info("SIP account %s: password reset", login)
         await self._tell(self._backend.account_changed(spec))
         return row, password
@@ -189,25 +188,22 @@ class ProvisioningService:
         return report
 
     async def desired_state(self) -> DesiredState:
-        query = (
-            sa.select(SipAccount, Number.e164)
-            .outerjoin(Number, Number.id == SipAccount.presented_number_id)
-            .order_by(SipAccount.login)
-        )
+        query = sa.select(SipAccount).order_by(SipAccount.login)
         accounts: list[SipAccountSpec] = []
         async with self._sessions() as session:
-            for row, e164 in (await session.execute(query)).all():
+            for row in (await session.scalars(query)).all():
                 try:
-                    accounts.append(self._spec(row.login, row.domain, row.password_digest, e164))
+                    accounts.append(self._spec(row.login, row.domain, row.password_digest))
                 except InvalidInput as exc:  # one bad row must not take every phone down
                     log.error("SIP account %s left out of Asterisk: %s", row.login, exc)
         return DesiredState(tuple(accounts), self._trunks)
 
     # --- helpers ------------------------------------------------------------
 
-    def _spec(
-        self, login: str, domain: str, digest: str, callerid: str | None = None
-    ) -> SipAccountSpec:
+    def _spec(self, login: str, domain: str, digest: str) -> SipAccountSpec:
+        # No static ``callerid`` on the endpoint: which number a call shows
+        # depends on its destination's country, so the engine decides it per
+        # call from the database (a copy here could only go stale).
         s = self._settings
         return SipAccountSpec(
             login=login,
@@ -216,7 +212,6 @@ class ProvisioningService:
             max_contacts=s.max_contacts,
             qualify_frequency=s.qualify_frequency,
             transport=s.transport,
-            callerid=callerid,
         )
 
     def _check_not_static(self, login: str) -> None:
@@ -252,12 +247,6 @@ class ProvisioningService:
             ForwardingDestination.target == row.login,
             ForwardingDestination.number_id.in_(numbers),
         )
-
-    @staticmethod
-    async def _callerid(session: AsyncSession, number_id: int | None) -> str | None:
-        if number_id is None:
-            return None
-        return await session.scalar(sa.select(Number.e164).where(Number.id == number_id))
 
     @staticmethod
     async def _tell(update: Awaitable[None]) -> None:

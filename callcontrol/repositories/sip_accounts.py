@@ -2,7 +2,10 @@
 
 Implements the lookup an outbound call needs in one query: the presented number
 is the SIP account's own choice if set, else the account's default; its
-CallerID service flag comes with it.
+CallerID service flag comes with it. A number is presented only while the
+account holds it in service (active, or suspended - then the balance stops the
+call anyway): never another account's, a reserved or pending one, or a free
+test number.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callcontrol.db.models import Account, Number, Rate, SipAccount
 from callcontrol.domain import rating
 from callcontrol.domain.outbound import SipAccountFacts
+from callcontrol.domain.vocabulary import NumberKind, NumberState
+
+PRESENTABLE_STATES = (NumberState.ACTIVE, NumberState.SUSPENDED)
 
 
 class SqlSipAccountDirectory:
@@ -31,6 +37,8 @@ class SqlSipAccountDirectory:
                 Number.e164,
                 Number.callerid_service,
                 Number.account_id,
+                Number.state,
+                Number.kind,
             )
             .join(Account, Account.id == SipAccount.account_id)
             .outerjoin(Number, Number.id == presented_id)
@@ -40,8 +48,13 @@ class SqlSipAccountDirectory:
             row = (await session.execute(query)).first()
         if row is None:
             return None
-        login_, account_id, balance, currency, number_id, e164, service, owner = row
-        owned = number_id is not None and owner == account_id  # never present another's number
+        login_, account_id, balance, currency, number_id, e164, service, owner, state, kind = row
+        owned = (
+            number_id is not None
+            and owner == account_id
+            and state in PRESENTABLE_STATES
+            and kind is NumberKind.VOICE
+        )
         return SipAccountFacts(
             login=login_,
             account_id=account_id,

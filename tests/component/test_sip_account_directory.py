@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db import ledger
@@ -80,6 +81,23 @@ async def test_another_accounts_number_is_never_presented(
 ) -> None:
     await _seed(db_session, service=True)
     facts = await SqlSipAccountDirectory(sessions=db_session).facts("mallory")
+    assert facts is not None and facts.presented_number is None
+    assert not facts.callerid_service
+
+
+@pytest.mark.parametrize(
+    "state",
+    [NumberState.RESERVED, NumberState.PENDING, NumberState.TESTING, NumberState.DISCONNECTED],
+)
+async def test_a_number_the_account_does_not_hold_in_service_is_not_presented(
+    db_session: async_sessionmaker[AsyncSession], state: NumberState
+) -> None:
+    _, number_id = await _seed(db_session, service=True)
+    async with db_session() as session, session.begin():
+        number = await session.get(Number, number_id)
+        assert number is not None
+        number.state = state
+    facts = await SqlSipAccountDirectory(sessions=db_session).facts("alice")
     assert facts is not None and facts.presented_number is None
     assert not facts.callerid_service
 
