@@ -23,7 +23,6 @@ class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
-    retention_days: int = Field(default=180, ge=1)
 
 
 class SipAccountProvisioner(Protocol):

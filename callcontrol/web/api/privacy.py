@@ -7,7 +7,8 @@ change or delete it are carried out; money records are not personal data to eras
   voicemail recordings deleted (file and row), the caller numbers of the
   account's calls anonymised, ``accounts.erased_at`` set; the ledger is kept;
 - ``purge_expired``: caller numbers of calls and voicemail recordings older than
-  the retention are removed (scheduled daily by the lead's job runner).
+  the retention are removed; ``callcontrol serve`` runs it every
+  ``privacy.purge_interval_s`` (``services/privacy_purge.py``).
 Recordings are deleted from disk before their rows, so a crash in between leaves
 a row pointing at nothing rather than a recording nobody can find.
 """
