@@ -8,7 +8,7 @@ the fake ARI server (``tests/support/fake_ari.py``) runs in a child process,
 so its own bookkeeping is not counted. The number directory and the CDR
 ledger are in-memory fakes. Every call is a ``StasisStart`` for a DID
 forwarded to one SIP leg that rings for an hour: the call looks the number up,
-rings the caller, creates and dials the leg, then waits, holding its task,
+rings the caller, originates the leg, then waits, holding its task,
 queue, state machine and timer - what a live call costs.
 
 Measured twice in the same run, each against its own baseline taken after a
@@ -44,6 +44,7 @@ from support.fake_ari import FakeAri, sample_event, sample_response  # noqa: E40
 
 from callcontrol.ari.client import AriClient  # noqa: E402
 from callcontrol.ari.events import StasisStart, parse_event  # noqa: E402
+from callcontrol.ari.models import Channel  # noqa: E402
 from callcontrol.domain.call_events import CallRecord  # noqa: E402
 from callcontrol.domain.routing import DestinationFacts, NumberSnapshot, RoutingPolicy  # noqa: E402
 from callcontrol.domain.vocabulary import (  # noqa: E402
@@ -84,15 +85,16 @@ class Voicemail:
 
 @dataclass
 class CountingAri:
-    """The real client, counting dials (to know when every call is held up)."""
+    """The real client, counting legs dialled (to know when every call is held up)."""
 
     client: AriClient
     dials: int = 0
     _methods: dict[str, Any] = field(default_factory=dict)
 
-    async def dial(self, *args: Any, **kwargs: Any) -> None:
-        await self.client.dial(*args, **kwargs)
+    async def originate(self, *args: Any, **kwargs: Any) -> Channel:
+        channel = await self.client.originate(*args, **kwargs)
         self.dials += 1
+        return channel
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -239,7 +241,7 @@ async def measure(base_url: str, calls: int, warmup: int) -> dict[str, Any]:
 def serve_fake_ari(port: int) -> None:
     async def run() -> None:
         fake = FakeAri()
-        fake.respond("POST", "/ari/channels/create", body=sample_response("channel_created"))
+        fake.respond("POST", "/ari/channels", body=sample_response("channel_created"))
         async with fake.running(port):
             print("ready", flush=True)
             while True:

@@ -87,9 +87,14 @@ class CallRunner:
     def on_ari_event(self, channel_id: str, event: ari.AriEvent) -> None:
         position = self._legs.get(channel_id)
         if position is not None and isinstance(event, ari.StasisStart):
-            if self._executor is not None:
-                self._executor.leg_entered_stasis(channel_id)
+            # An originated leg enters Stasis when it answers; only from then on
+            # can it be bridged, so this - not its state going Up a moment
+            # before - is the answer.
+            self._queue.put_nowait(ev.LegAnswered(position, event.timestamp))
             return
+        if position is not None and isinstance(event, ari.ChannelStateChange):
+            if event.channel.state == "Up":
+                return  # its StasisStart follows
         if isinstance(event, ari.PlaybackFinished):
             playback = event.playback
             log.info(

@@ -24,6 +24,7 @@ from callcontrol.ari import events as ari
 from callcontrol.ari.errors import AriError
 from callcontrol.ari.models import Channel
 from callcontrol.domain import call_events as ev
+from callcontrol.domain.routing import CAUSE_NORMAL_CLEARING
 from callcontrol.domain.vocabulary import CallDirection, Disposition
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.ports import AriPort, CallLedger
@@ -70,6 +71,16 @@ class Dispatcher:
         runner = self.by_channel.get(channel)
         if runner is not None:
             runner.on_ari_event(channel, event)
+        elif isinstance(event, ari.StasisStart) and event.args[:1] == ("leg",):
+            # A forwarded leg enters Stasis when it answers; one whose call has
+            # ended (or died with an engine restart) will never be bridged.
+            self._calls.spawn(self._end_stray_leg(channel), name=f"stray-{channel}")
+
+    async def _end_stray_leg(self, channel_id: str) -> None:
+        try:
+            await self._ari.hangup(channel_id, reason_code=CAUSE_NORMAL_CLEARING)
+        except AriError as exc:
+            log.warning("stray_leg_hangup_failed", channel_id=channel_id, error=str(exc))
 
     def _start_call(self, event: ari.StasisStart) -> None:
         runner = self._new_runner(event, self.by_channel)

@@ -6,17 +6,18 @@ machine decides what a failure means. Hang-ups and playback stops of things
 already gone are done, not failures. Timers are the call's own: they fire
 ``TimerFired`` into the call's queue.
 
-Asterisk answers ``POST /channels/create`` before the new channel has entered
-our Stasis application (a thread of its own puts it there); a ``dial`` sent in
-between fails with 409 "Channel not in Stasis application" - under load, for
-about one call in four. So a 409 on dial waits for the leg's ``StasisStart``
-(the runner reports it: ``leg_entered_stasis``) and dials again; the usual
-case costs no wait and no extra request.
+A leg is one request: ``POST /channels`` (originate) into our application,
+with the caller as ``originator``. Asterisk creates the channel, subscribes
+us to it and dials it at once; before it answers we get its state changes
+(``Ringing``) and, if it fails, its ``ChannelDestroyed`` with the cause (17
+busy, ...); when it answers it enters Stasis, so its ``StasisStart`` is the
+answer (the runner reports it as ``LegAnswered``): from then on it can be
+bridged. (``/channels/create`` + ``/dial`` cost two requests, and a dial
+racing the leg's entry into Stasis got 409 under load.)
 
-A dial with a ``caller`` (kept: it also decrements Max-Forwards, the loop
-guard) copies the caller's CallerID over the leg's connected line, which is
-what the far end's From / P-Asserted-Identity are made of - whatever was set
-on the leg at creation. So when a leg must show something other than the
+The originator's CallerID is copied onto the leg's connected line - what the
+far end's From / P-Asserted-Identity are made of - before the leg's own
+variables are applied. So when a leg must show something other than the
 caller's own id (an outbound call presenting the rented number, or going out
 anonymous), the caller channel's CallerID is set to it first, once per call.
 """
@@ -29,13 +30,11 @@ from datetime import UTC, datetime
 
 import structlog
 
-from callcontrol.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
+from callcontrol.ari.errors import AriError, AriNotFound
 from callcontrol.domain import call_events as ev
 from callcontrol.engine.ports import AriPort
 
 log = structlog.get_logger(__name__)
-
-LEG_STASIS_TIMEOUT_S = 5.0
 
 
 class CallExecutor:
@@ -55,7 +54,6 @@ class CallExecutor:
         self._caller_name = caller_name
         self._caller_number = caller_number
         self._caller_presented: tuple[str | None, bool] | None = None
-        self._in_stasis: dict[str, asyncio.Future[None]] = {}
         self._feed = feed
         self._save_voicemail = on_save_voicemail
         self._finish = on_finish
@@ -120,12 +118,6 @@ class CallExecutor:
             case ev.Finish():
                 self._finish(command)
 
-    def leg_entered_stasis(self, channel_id: str) -> None:
-        """The leg's ``StasisStart`` arrived: it may be dialled now."""
-        waiting = self._in_stasis.get(channel_id)
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
-
     def _leg_variables(self, command: ev.DialLeg) -> dict[str, str]:
         """The far end's From / P-Asserted-Identity come from the leg's connected line."""
         if command.withhold_caller_id:
@@ -167,35 +159,15 @@ class CallExecutor:
     async def _dial(self, command: ev.DialLeg) -> None:
         await self._present_caller_as(command)
         variables = self._leg_variables(command)
-        channel_id = command.channel_id
-        # Registered before the request: the StasisStart may beat the response.
-        entered = self._in_stasis[channel_id] = asyncio.get_running_loop().create_future()
-        try:
-            await self._ari.create_channel(
-                command.endpoint,
-                channel_id,
-                originator=self._caller,
-                app_args="leg",
-                variables=variables or None,
-            )
+        await self._ari.originate(
+            command.endpoint,
+            command.channel_id,
+            app_args="leg",
             # Asterisk's own dial timeout is a safety net; the call's timer decides.
-            timeout_s = command.timeout_s + 5
-            try:
-                await self._ari.dial(channel_id, caller=self._caller, timeout_s=timeout_s)
-            except AriConflict:
-                await self._until_in_stasis(channel_id, entered)
-                await self._ari.dial(channel_id, caller=self._caller, timeout_s=timeout_s)
-        finally:
-            del self._in_stasis[channel_id]
-
-    async def _until_in_stasis(self, channel_id: str, entered: asyncio.Future[None]) -> None:
-        try:
-            async with asyncio.timeout(LEG_STASIS_TIMEOUT_S):
-                await entered
-        except TimeoutError:
-            raise AriUnavailable(
-                "POST", f"/channels/{channel_id}/dial", None, "leg never entered Stasis"
-            ) from None
+            timeout_s=command.timeout_s + 5,
+            variables=variables or None,
+            originator=self._caller,
+        )
 
     def _start_timer(self, name: str, seconds: float) -> None:
         old = self._timers.pop(name, None)

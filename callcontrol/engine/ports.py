@@ -40,18 +40,18 @@ class AriPort(Protocol):
     ) -> Playback: ...
     async def stop_playback(self, playback_id: str) -> None: ...
     async def set_variable(self, channel_id: str, name: str, value: str) -> None: ...
-    async def create_channel(
+    async def originate(
         self,
         endpoint: str,
         channel_id: str,
-        originator: str | None = None,
+        *,
         app_args: str | None = None,
+        caller_id: str | None = None,
+        timeout_s: int | None = None,
         variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
         formats: str | None = None,
     ) -> Channel: ...
-    async def dial(
-        self, channel_id: str, caller: str | None = None, timeout_s: int | None = None
-    ) -> None: ...
     async def create_bridge(
         self, bridge_id: str, type: str = "mixing", name: str | None = None
     ) -> Bridge: ...

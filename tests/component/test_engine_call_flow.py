@@ -68,14 +68,18 @@ class Rig:
     async def send(self, event: dict[str, Any]) -> None:
         await self.fake.send_event(event)
 
-    async def wait_request(self, method: str, path: str, timeout_s: float = 3.0) -> Any:
+    async def wait_request(
+        self, method: str, path: str, timeout_s: float = 3.0, **query: str
+    ) -> Any:
+        """The first request with this method and path (and these query values)."""
         for _ in range(int(timeout_s / 0.01)):
             for request in self.fake.requests:
                 if request.method == method and request.path == path:
-                    return request
+                    if all(request.query.get(key) == value for key, value in query.items()):
+                        return request
             await asyncio.sleep(0.01)
-        seen = [(r.method, r.path) for r in self.fake.requests]
-        raise AssertionError(f"no {method} {path}; seen {seen}")
+        seen = [(r.method, r.path, r.query) for r in self.fake.requests]
+        raise AssertionError(f"no {method} {path} {query}; seen {seen}")
 
     async def wait_record(self) -> CallRecord:
         for _ in range(300):
@@ -105,7 +109,7 @@ def start_event() -> dict[str, Any]:
 async def rig() -> AsyncIterator[Rig]:
     fake = FakeAri()
     fake.respond("GET", "/ari/applications/callcontrol", body=_application([]))
-    fake.respond("POST", "/ari/channels/create", body=sample_response("channel_created"))
+    fake.respond("POST", "/ari/channels", body=sample_response("channel_created"))
     fake.respond("POST", "/ari/bridges", body=sample_response("bridge"))
     directory, ledger = Directory(), Ledger()
     router = InboundRouter(directory=directory, policy=RoutingPolicy())
@@ -191,15 +195,20 @@ async def test_sequential_call_rings_the_next_leg_on_busy_then_bridges_the_answe
     leg1, leg2 = "1736936430_12-leg1", "1736936430_12-leg2"
     await rig.send(start_event())
     await rig.wait_request("POST", f"/ari/channels/{CALLER}/ring")
-    create = await rig.wait_request("POST", "/ari/channels/create")
-    assert create.query["endpoint"] == "PJSIP/callcontrol-external/sip:a@127.0.0.3:5080"
-    assert create.query["channelId"] == leg1
-    assert create.query["originator"] == CALLER
-    await rig.wait_request("POST", f"/ari/channels/{leg1}/dial")
+    # One request per leg: originated into our app, linked to the caller.
+    originate = await rig.wait_request("POST", "/ari/channels", channelId=leg1)
+    assert originate.query["endpoint"] == "PJSIP/callcontrol-external/sip:a@127.0.0.3:5080"
+    assert originate.query["originator"] == CALLER
+    assert originate.query["app"] == "callcontrol" and originate.query["appArgs"] == "leg"
+    assert originate.query["timeout"] == "15"  # the leg's 10 s, and Asterisk's 5 s margin
 
     await rig.send(event("ChannelDestroyed", channel_id=leg1, cause=17))
-    await rig.wait_request("POST", f"/ari/channels/{leg2}/dial")
+    await rig.wait_request("POST", "/ari/channels", channelId=leg2)
+    # Up comes before the leg is in Stasis: not yet an answer that can be bridged.
     await rig.send(event("ChannelStateChange", channel_id=leg2, state="Up"))
+    await asyncio.sleep(0.1)
+    assert not [r for r in rig.fake.requests if r.path == f"/ari/channels/{CALLER}/answer"]
+    await rig.send(event("StasisStart", channel_id=leg2, state="Up", args=["leg"]))
     await rig.wait_request("POST", f"/ari/channels/{CALLER}/answer")
     bridge = "1736936430_12-bridge"
     add = await rig.wait_request("POST", f"/ari/bridges/{bridge}/addChannel")
@@ -215,13 +224,19 @@ async def test_sequential_call_rings_the_next_leg_on_busy_then_bridges_the_answe
 
 async def test_a_failed_leg_creation_moves_on_instead_of_losing_the_call(rig: Rig) -> None:
     rig.directory.numbers[DID] = snapshot()
-    rig.fake.respond("POST", "/ari/channels/create", status=400, body={"message": "bad endpoint"})
+    rig.fake.respond("POST", "/ari/channels", status=400, body={"message": "bad endpoint"})
     await rig.send(start_event())
     # Both legs fail to be created: the caller gets 503 (cause 34) and a FAILED CDR.
     request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
     assert request.query == {"reason_code": "34"}
     record = await rig.wait_record()
     assert record.disposition is Disposition.FAILED
+
+
+async def test_a_leg_answering_after_its_call_ended_is_hung_up(rig: Rig) -> None:
+    await rig.send(event("StasisStart", channel_id="gone.1-leg1", state="Up", args=["leg"]))
+    request = await rig.wait_request("DELETE", "/ari/channels/gone.1-leg1")
+    assert request.query == {"reason_code": "16"}
 
 
 async def test_a_lookup_failure_rejects_with_a_temporary_failure(rig: Rig) -> None:

@@ -1,9 +1,9 @@
 """What the far end sees: the executor makes the caller's CallerID the leg's.
 
-ARI's dial copies the caller's CallerID onto the leg's connected line (the
-far end's From / P-Asserted-Identity), so a leg that must show another id has
-the caller's set first - and only then; an inbound call passing the caller's
-own number on costs no extra request.
+ARI's originate copies the originator's (the caller's) CallerID onto the
+leg's connected line (the far end's From / P-Asserted-Identity), so a leg that
+must show another id has the caller's set first - and only then; an inbound
+call passing the caller's own number on costs no extra request.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ class RecordingAri:
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
         self.requests.append(("set_variable", (channel_id, name, value)))
 
-    async def create_channel(self, endpoint: str, channel_id: str, **kwargs: Any) -> None:
-        self.requests.append(("create_channel", (endpoint, channel_id, kwargs["variables"])))
-
-    async def dial(self, channel_id: str, caller: str | None = None, timeout_s: int = 0) -> None:
-        self.requests.append(("dial", (channel_id, caller)))
+    async def originate(self, endpoint: str, channel_id: str, **kwargs: Any) -> None:
+        assert kwargs["originator"] == "caller-1"
+        self.requests.append(("originate", (endpoint, channel_id, kwargs["variables"])))
 
 
 def executor(ari: RecordingAri, caller_number: str | None) -> CallExecutor:
@@ -55,17 +53,17 @@ def dial(position: int, caller_id: str | None, withhold: bool = False) -> ev.Dia
 async def test_a_leg_showing_the_callers_own_number_costs_no_extra_request() -> None:
     ari = RecordingAri()
     await executor(ari, "4915112345678").execute([dial(1, "4915112345678")])
-    assert [name for name, _ in ari.requests] == ["create_channel", "dial"]
+    assert [name for name, _ in ari.requests] == ["originate"]
 
 
-async def test_a_presented_rented_number_is_set_on_the_caller_before_the_dial() -> None:
+async def test_a_presented_rented_number_is_set_on_the_caller_before_the_leg() -> None:
     ari = RecordingAri()
     await executor(ari, "alice").execute([dial(1, "+4930123456")])
     assert ari.requests[:2] == [
         ("set_variable", ("caller-1", "CALLERID(all)", '"" <+4930123456>')),
         ("set_variable", ("caller-1", "CALLERID(pres)", "allowed")),
     ]
-    assert [name for name, _ in ari.requests[2:]] == ["create_channel", "dial"]
+    assert [name for name, _ in ari.requests[2:]] == ["originate"]
 
 
 @pytest.mark.parametrize("caller_number", ["alice", None])
@@ -81,6 +79,6 @@ async def test_a_withheld_call_goes_out_anonymous_and_is_set_up_once(
         ("caller-1", "CALLERID(all)", '"Anonymous" <anonymous>'),
         ("caller-1", "CALLERID(pres)", "prohib"),
     ]
-    created = [args for name, args in ari.requests if name == "create_channel"]
+    created = [args for name, args in ari.requests if name == "originate"]
     assert all(variables["CONNECTEDLINE(pres)"] == "prohib" for _, _, variables in created)
     assert all("alice" not in str(variables) for _, _, variables in created)
