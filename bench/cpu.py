@@ -17,9 +17,9 @@ spread); it is not a substitute for ``bench.calls``, which puts Asterisk and
 SIPp on the same cores.
 
 ``--baseline REV`` also measures the engine of a git revision (exported with
-``git archive`` into the work folder, run with the same virtualenv), taking
-turns with this checkout run by run, so both see the same machine; the table
-then shows both and their ratio.
+``git archive`` into the work folder, run with the same virtualenv) or of
+another source folder, taking turns with this checkout run by run, so both
+see the same machine; the table then shows both and their ratio.
 
 ``--py-spy FILE`` samples the engine with py-spy during the runs (slower;
 do not read CPU figures from such a run) and writes a speedscope profile.
@@ -76,6 +76,8 @@ class Run:
     errors: dict[str, int]
     requests: dict[str, int]
     rss_mb: float
+    mega_instructions_per_call: float | None = None
+    """Under ``--callgrind``: millions of instructions the engine executed per call."""
     variant: str = "this"
 
 
@@ -124,10 +126,80 @@ class FakeAsteriskProcess:
         self.log.close()
 
 
-def engine_process(fake: FakeAsteriskProcess, db_url: str, workdir: Path) -> EngineProcess:
+class Engine(EngineProcess):
+    """``callcontrol serve`` as in the e2e tests, optionally under a wrapper (valgrind)."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, wrapper: list[str]) -> None:
+        super().__init__(env=env, log_path=log_path)
+        self.wrapper = wrapper
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        if self.wrapper:
+            timeout_s = max(timeout_s, 180.0)  # valgrind: imports take a minute
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.wrapper, sys.executable, "-m", "callcontrol.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.health().get("ari_connected"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"engine not connected after {timeout_s}s:\n{self.log_tail()}")
+
+
+class Callgrind:
+    """Instruction counts of the engine under valgrind's callgrind, per measured run.
+
+    Instrumentation is off while the engine starts and warms up (valgrind still
+    runs it, a few times slower) and is switched on for the measured runs;
+    each run is zeroed before and dumped after, so its count is its own.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.out = workdir / "callgrind.out"
+        self.wrapper = [
+            *("valgrind", "--tool=callgrind", "--instr-atstart=no"),
+            f"--callgrind-out-file={self.out}.%p",
+        ]
+
+    def start_run(self, pid: int) -> None:
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True)
+        subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+
+    def end_run(self, pid: int) -> int:
+        """Instructions executed since `start_run` (all threads)."""
+        before = set(self.out.parent.glob(f"{self.out.name}.{pid}*"))
+        subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            new = set(self.out.parent.glob(f"{self.out.name}.{pid}*")) - before
+            totals = [_callgrind_total(path) for path in new]
+            if new and all(total is not None for total in totals):
+                return sum(total or 0 for total in totals)
+            time.sleep(0.2)
+        raise RuntimeError("callgrind wrote no dump")
+
+
+def _callgrind_total(path: Path) -> int | None:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    return None
+
+
+def engine_process(
+    fake: FakeAsteriskProcess, db_url: str, workdir: Path, wrapper: list[str]
+) -> Engine:
     media = workdir / "media"
     media.mkdir(exist_ok=True)
-    return EngineProcess(
+    return Engine(
+        wrapper=wrapper,
         env={
             "CALLCONTROL_ENVIRONMENT": "test",
             "CALLCONTROL_DATABASE__URL": db_url,
@@ -158,7 +230,10 @@ def run_case(
     case: str,
     rate: int,
     calls: int,
+    callgrind: Callgrind | None = None,
 ) -> Run:
+    if callgrind is not None:
+        callgrind.start_run(pid)
     cpu0, began = cpu_seconds(pid), time.monotonic()
     fake.run(DIDS[case], rate, calls)
     deadline = began + calls / rate + SETTLE_LIMIT_S
@@ -171,6 +246,7 @@ def run_case(
     while time.monotonic() < deadline and active_calls(engine) > 0:
         time.sleep(0.05)
     cpu = cpu_seconds(pid) - cpu0 - idle_cpu * (time.monotonic() - began)
+    instructions = callgrind.end_run(pid) if callgrind is not None else None
     status = fake.status()
     requests = dict(status["requests"])  # type: ignore[call-overload]
     events = dict(status["events"])  # type: ignore[call-overload]
@@ -186,6 +262,9 @@ def run_case(
         errors=dict(status["errors"]),  # type: ignore[call-overload]
         requests=requests,
         rss_mb=round(rss_mb(pid), 1),
+        mega_instructions_per_call=(
+            round(instructions / calls / 1e6, 3) if instructions is not None else None
+        ),
     )
 
 
@@ -226,7 +305,8 @@ def measure_variant(
     args: argparse.Namespace,
     cases: list[str],
 ) -> list[Run]:
-    engine = engine_process(fake, db_url, workdir)
+    callgrind = Callgrind(workdir) if args.callgrind else None
+    engine = engine_process(fake, db_url, workdir, callgrind.wrapper if callgrind else [])
     with working_directory(variant.root):
         engine.start()
     spy: subprocess.Popen[bytes] | None = None
@@ -249,13 +329,15 @@ def measure_variant(
             )
             time.sleep(1)
         for case in cases:
-            run = run_case(fake, engine, pid, idle, case, args.rate, args.calls)
+            run = run_case(fake, engine, pid, idle, case, args.rate, args.calls, callgrind)
             run.variant = variant.name
             runs.append(run)
+            counted = run.mega_instructions_per_call
             print(
                 f"  {variant.name:8} {case:7} {run.finished}/{run.calls} at {run.rate}/s: "
                 f"{run.ms_per_call:.3f} ms CPU/call (idle {idle * 100:.1f} %), "
-                f"{run.requests_per_call} req/call, {run.events_per_call} ev/call"
+                + (f"{counted:.3f} M instructions/call, " if counted is not None else "")
+                + f"{run.requests_per_call} req/call, {run.events_per_call} ev/call"
                 + (f", refused: {run.errors}" if run.errors else ""),
                 flush=True,
             )
@@ -271,27 +353,47 @@ def measure_variant(
 
 
 def report(runs: list[Run], variants: list[Variant], cases: list[str], rate: int) -> None:
-    print("| case | engine | calls/s | runs | CPU ms/call: median (min-max) | req/call | ev/call |")
-    print("|---|---|---|---|---|---|---|")
-    medians: dict[tuple[str, str], float] = {}
+    counted = any(r.mega_instructions_per_call is not None for r in runs)
+    print(
+        "| case | engine | calls/s | runs | CPU ms/call: median (min-max) |"
+        + (" M instr/call: median (min-max) |" if counted else "")
+        + " req/call | ev/call |"
+    )
+    print("|---|---|---|---|---|" + ("---|" if counted else "") + "---|---|")
+    medians: dict[tuple[str, str], tuple[float, float | None]] = {}
     for case in cases:
         for variant in variants:
             mine = [r for r in runs if r.case == case and r.variant == variant.name]
             if not mine:
                 continue
             per_call = [r.ms_per_call for r in mine]
-            medians[case, variant.name] = statistics.median(per_call)
+            instr = [r.mega_instructions_per_call or 0.0 for r in mine]
+            medians[case, variant.name] = (
+                statistics.median(per_call),
+                statistics.median(instr) if counted else None,
+            )
             print(
                 f"| {case} | {variant.name} | {rate} | {len(mine)} | "
                 f"{statistics.median(per_call):.3f} ({min(per_call):.3f}-{max(per_call):.3f}) | "
-                f"{mine[0].requests_per_call} | {mine[0].events_per_call} |"
+                + (
+                    f"{statistics.median(instr):.3f} ({min(instr):.3f}-{max(instr):.3f}) | "
+                    if counted
+                    else ""
+                )
+                + f"{mine[0].requests_per_call} | {mine[0].events_per_call} |"
             )
     if len(variants) == 2:
         base, this = variants
         for case in cases:
             if (case, base.name) in medians and (case, this.name) in medians:
-                ratio = medians[case, this.name] / medians[case, base.name]
-                print(f"{case}: {this.name} uses {ratio:.0%} of {base.name}'s CPU per call")
+                (cpu_base, instr_base), (cpu_this, instr_this) = (
+                    medians[case, base.name],
+                    medians[case, this.name],
+                )
+                line = f"{case}: {this.name} uses {cpu_this / cpu_base:.0%} of {base.name}'s CPU"
+                if instr_base and instr_this is not None:
+                    line += f" and {instr_this / instr_base:.0%} of its instructions"
+                print(line + " per call")
     for case in cases:
         mine = [r for r in runs if r.case == case]
         for variant in variants:
@@ -308,8 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per case and engine")
     parser.add_argument("--talk-ms", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=200, help="calls before measuring")
-    parser.add_argument("--baseline", default=None, help="a git revision to compare with")
+    parser.add_argument(
+        "--baseline", default=None, help="a git revision (or a source folder) to compare with"
+    )
     parser.add_argument("--py-spy", type=Path, default=None, help="write speedscope profiles")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run the engine under valgrind and count its instructions per call "
+        "(slow: use a low --rate)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
@@ -317,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="callcontrol-bench-cpu-"))
     print(f"bench.cpu: work folder {workdir}; {machine()}", flush=True)
     variants = [Variant("this", ROOT)]
-    if args.baseline:
+    if args.baseline and Path(args.baseline).is_dir():
+        variants.insert(0, Variant(Path(args.baseline).name, Path(args.baseline).resolve()))
+    elif args.baseline:
         variants.insert(0, Variant(args.baseline, export_revision(args.baseline, workdir)))
     runs: list[Run] = []
     fake: FakeAsteriskProcess | None = None
