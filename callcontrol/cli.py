@@ -26,12 +26,13 @@ def _with_settings(run: Callable[[argparse.Namespace, Settings], int]) -> Handle
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
-    from callcontrol.app import build_app
+    from callcontrol.app import build_app, new_event_loop
     from callcontrol.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     web.run_app(
         build_app(settings),
+        loop=new_event_loop(),
         host=settings.http.host,
         port=settings.http.port,
         print=None,

@@ -30,6 +30,7 @@ import asyncio
 import collections
 import ssl
 import time
+from typing import cast
 from urllib.parse import urlsplit
 
 __all__ = ["HttpConnectionPool", "HttpResponse"]
@@ -81,8 +82,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's are not subclasses of asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

@@ -1,6 +1,8 @@
 """The ARI client's own HTTP/1.1 connections (callcontrol/ari/http.py) against raw
 servers: each kind of response framing is read, keep-alive connections are
-reused and bounded, and a broken or slow connection is never reused."""
+reused and bounded, and a broken or slow connection is never reused. Every test
+runs on the standard event loop and again on uvloop (the engine's loop in
+production: callcontrol.app.new_event_loop) - see the end of the module."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+import uvloop
 
 from callcontrol.ari.http import HttpConnectionPool
 
@@ -227,3 +230,16 @@ async def test_garbage_instead_of_a_status_line_is_an_error_and_closes() -> None
         with pytest.raises(OSError, match="status line"):
             await pool.request("GET", request(), 1.0)
         assert pool.open_connections == 0
+
+
+_ON_ASYNCIO = sorted(
+    name
+    for name, value in list(globals().items())
+    if name.startswith("test_") and asyncio.iscoroutinefunction(value)
+)
+
+
+@pytest.mark.parametrize("name", _ON_ASYNCIO)
+def test_on_uvloop(name: str) -> None:
+    """The same test on uvloop, whose transports are not asyncio.Transport subclasses."""
+    uvloop.run(globals()[name]())
