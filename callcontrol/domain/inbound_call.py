@@ -403,7 +403,6 @@ class InboundCall:
     def _finish(self, disposition: Disposition, at: datetime, cause: int | None) -> ev.Finish:
         self.phase = Phase.DONE
         decision = self.decision
-        plan = decision if isinstance(decision, ForwardingPlan) else None
         answered_at = self.bridged_at or self.voicemail_at
         ring_from = self.forwarding_started_at
         ring_to = self.bridged_at or self.voicemail_at or at
@@ -413,8 +412,8 @@ class InboundCall:
                 call_id=self.call_id,
                 direction=self.direction,
                 did=self.did,
-                number_id=plan.number_id if plan else None,
-                account_id=plan.account_id if plan else None,
+                number_id=decision.number_id,
+                account_id=decision.account_id,
                 caller=self.caller,
                 started_at=self.started_at,
                 answered_at=answered_at,

@@ -94,12 +94,13 @@ def decide_outbound(
 ) -> Reject | ForwardingPlan:
     if facts is None:
         return Reject(CAUSE_CALL_REJECTED, "unknown_sip_account")
+    account_id = facts.account_id  # the CDR of a refused call is still the account's
     if destination is None:
-        return Reject(CAUSE_INVALID_NUMBER_FORMAT, "invalid_number")
+        return Reject(CAUSE_INVALID_NUMBER_FORMAT, "invalid_number", account_id=account_id)
     if facts.balance_minor <= 0:
-        return Reject(CAUSE_CALL_REJECTED, "no_credit")
+        return Reject(CAUSE_CALL_REJECTED, "no_credit", account_id=account_id)
     if rate is None:
-        return Reject(CAUSE_CALL_REJECTED, "no_rate")
+        return Reject(CAUSE_CALL_REJECTED, "no_rate", account_id=account_id)
     presented = _presented(facts)
     callerid = decide_outbound_callerid(presented, facts.callerid_service, destination)
     shown = str(callerid.number) if isinstance(callerid, Present) else None

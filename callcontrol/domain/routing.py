@@ -20,7 +20,7 @@ hear as a SIP code) or a ``ForwardingPlan``. Rules kept here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from callcontrol.domain.lifecycle import CallAdmission, can_take_calls
@@ -85,6 +85,9 @@ class Reject:
     cause: int
     reason: str  # machine-readable: unknown_number, suspended, not_voice, no_destination
     announcement: str | None = None
+    number_id: int | None = None
+    """The number the CDR counts the call for: set only while the account still holds it."""
+    account_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,11 @@ def decide_inbound(
         return Reject(CAUSE_UNALLOCATED, "unknown_number")
     admission = _admission(snapshot, now)
     if admission is not None:
+        if admission.reason in _OWNERS_REJECTIONS:
+            # The number is still the customer's: its statistics show the call.
+            return replace(
+                admission, number_id=snapshot.number_id, account_id=snapshot.account_id
+            )
         return admission
     legs = tuple(
         _plan_leg(d, snapshot.balance_minor, policy.endpoints) for d in snapshot.destinations
@@ -162,7 +170,12 @@ def decide_inbound(
             max_silence_seconds=policy.voicemail_max_silence_seconds,
         )
     if voicemail is None and not any(not leg.skipped for leg in legs):
-        return Reject(CAUSE_NO_ANSWER, "no_destination")
+        return Reject(
+            CAUSE_NO_ANSWER,
+            "no_destination",
+            number_id=snapshot.number_id,
+            account_id=snapshot.account_id,
+        )
     return ForwardingPlan(
         number_id=snapshot.number_id,
         account_id=snapshot.account_id,
@@ -175,6 +188,10 @@ def decide_inbound(
         balance_minor=snapshot.balance_minor,
         caller_id=caller_id,
     )
+
+
+_OWNERS_REJECTIONS = frozenset({"suspended", "not_voice"})
+"""Rejections of a number its account still holds (not: not in service, test over)."""
 
 
 def _admission(snapshot: NumberSnapshot, now: datetime) -> Reject | None:

@@ -80,7 +80,9 @@ def test_suspended_number_is_rejected_with_403_distinct_from_unknown(
     did = data.number(account, state=NumberState.SUSPENDED)
     result = expect_code(workdir, did, 403)
     assert result.ok, result.describe()
-    assert data.wait_for_cdr(did)["reject_reason"] == "suspended"
+    cdr = data.wait_for_cdr(did)
+    assert cdr["reject_reason"] == "suspended"
+    assert cdr["account_id"] == account  # still the customer's number: its statistics count it
 
 
 def test_sms_number_takes_no_calls(engine: EngineProcess, data: Seeder, workdir: Path) -> None:

@@ -153,7 +153,9 @@ def test_an_outbound_call_that_may_not_go_out_is_refused_with_a_clear_code(
     reason: str,
     number: str,
 ) -> None:
-    _, _, login, password = sip_account(asterisk, db_url, data, balance_minor=balance, service=True)
+    account, _, login, password = sip_account(
+        asterisk, db_url, data, balance_minor=balance, service=True
+    )
     data.rate("49", 6)
     result = phone(
         workdir, login, password, dialled, "phone_call_expect_code.xml", expected=str(code)
@@ -161,6 +163,7 @@ def test_an_outbound_call_that_may_not_go_out_is_refused_with_a_clear_code(
     assert result.ok, result.describe()
     cdr = data.wait_for_cdr(number)
     assert cdr["direction"] == "outbound" and cdr["caller"] == login
+    assert cdr["account_id"] == account  # refused, but the account's call
     assert cdr["disposition"] == "rejected" and cdr["reject_reason"] == reason
 
 

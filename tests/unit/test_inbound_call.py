@@ -82,13 +82,18 @@ def test_rejection_with_an_announcement_plays_it_in_early_media_then_hangs_up() 
         call_id="x",
         did="+1",
         caller=None,
-        decision=Reject(21, "suspended", announcement="sound:ss-noservice"),
+        decision=Reject(
+            21, "suspended", announcement="sound:ss-noservice", number_id=7, account_id=3
+        ),
         started_at=T0,
     )
     assert kinds(c.start()) == ["Progress", "Play"]
     commands = c.handle(ev.PlaybackFinished(c.greeting_playback, at(3)))
     assert commands[0] == ev.HangupCaller(21)
-    assert finish_of(commands).cause == 21
+    record = finish_of(commands)
+    assert record.cause == 21
+    # Refused, but still the customer's number: its statistics count the call.
+    assert (record.number_id, record.account_id) == (7, 3)
 
 
 def test_sequential_first_busy_then_second_answers_and_is_bridged() -> None:

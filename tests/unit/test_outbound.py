@@ -57,9 +57,10 @@ def test_without_the_callerid_service_the_call_is_anonymous() -> None:
 
 def test_refusals_have_distinct_reasons_and_causes() -> None:
     assert plan(None) == Reject(21, "unknown_sip_account")  # type: ignore[arg-type]
-    assert plan(dest=None) == Reject(28, "invalid_number")
-    assert plan(replace(GERMAN, balance_minor=0)) == Reject(21, "no_credit")
-    assert plan(rate=None) == Reject(21, "no_rate")
+    # A known account's refused call is still its call (its CDR names the account).
+    assert plan(dest=None) == Reject(28, "invalid_number", account_id=4)
+    assert plan(replace(GERMAN, balance_minor=0)) == Reject(21, "no_credit", account_id=4)
+    assert plan(rate=None) == Reject(21, "no_rate", account_id=4)
 
 
 def test_national_numbers_are_dialled_in_the_rented_numbers_country() -> None:

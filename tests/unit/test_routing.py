@@ -45,6 +45,10 @@ def test_unknown_number_is_rejected_as_unallocated_404() -> None:
     assert decide(None) == Reject(1, "unknown_number")
 
 
+OWNED = {"number_id": 7, "account_id": 3}
+"""A refusal of a number its account still holds is counted for that number."""
+
+
 def test_numbers_not_in_service_are_rejected_as_unallocated() -> None:
     for state in (
         NumberState.AVAILABLE,
@@ -53,20 +57,21 @@ def test_numbers_not_in_service_are_rejected_as_unallocated() -> None:
         NumberState.DISCONNECTED,
     ):
         decision = decide(replace(ACTIVE, state=state))
+        # Not the account's to count any more (or not yet): no number, no account.
         assert decision == Reject(1, "not_in_service"), state
 
 
 def test_sms_once_numbers_take_no_calls() -> None:
-    assert decide(replace(ACTIVE, kind=NumberKind.SMS_ONCE)) == Reject(1, "not_voice")
+    assert decide(replace(ACTIVE, kind=NumberKind.SMS_ONCE)) == Reject(1, "not_voice", **OWNED)
 
 
 def test_suspended_number_is_rejected_distinctly_with_call_rejected_403() -> None:
     decision = decide(replace(ACTIVE, state=NumberState.SUSPENDED))
-    assert decision == Reject(21, "suspended")
+    assert decision == Reject(21, "suspended", **OWNED)
 
 
 def test_negative_balance_rejects_even_if_the_state_was_not_updated_yet() -> None:
-    assert decide(replace(ACTIVE, balance_minor=-1)) == Reject(21, "suspended")
+    assert decide(replace(ACTIVE, balance_minor=-1)) == Reject(21, "suspended", **OWNED)
 
 
 def test_a_test_number_takes_calls_only_within_its_hour() -> None:
@@ -98,7 +103,7 @@ def test_pstn_legs_are_skipped_without_positive_balance_but_sip_legs_stay() -> N
 def test_pstn_leg_without_a_rate_is_skipped() -> None:
     no_rate = replace(PSTN, rate=None)
     plan = decide(replace(ACTIVE, destinations=(no_rate,)))
-    assert plan == Reject(19, "no_destination")
+    assert plan == Reject(19, "no_destination", **OWNED)
 
 
 def test_no_destination_but_voicemail_still_takes_the_call() -> None:
