@@ -132,6 +132,8 @@ class CallExecutor:
                 "CONNECTEDLINE(pres)": "prohib",
             }
         variables: dict[str, str] = {}
+        if command.caller_id == self._caller_number:
+            return variables  # the originator's CallerID, copied onto the leg, says it all
         if command.caller_id:
             variables["CALLERID(num)"] = command.caller_id
             variables["CONNECTEDLINE(num)"] = command.caller_id
