@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
+import orjson
 import structlog
 
 
@@ -18,26 +20,37 @@ def configure_logging(
     level: str = "info", fmt: Literal["auto", "json", "console"] = "auto"
 ) -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    logger_factory: Callable[..., Any]
+    if use_json:
+        # orjson renders bytes; BytesLogger writes and flushes each line (a
+        # crash loses none). structlog's documented fast path: one JSON line
+        # costs a fraction of json.dumps + a text stream.
+        processors.append(structlog.processors.JSONRenderer(serializer=_orjson_dumps))
+        logger_factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+        logger_factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
+
+
+def _orjson_dumps(value: object, **_: object) -> bytes:
+    # default=str: a value orjson cannot encode (a Decimal, an enum member of
+    # another kind) is logged as its text instead of failing the line.
+    return orjson.dumps(value, default=str)
 
 
 def bind_call(*, call_id: str, did: str, channel_id: str) -> None:

@@ -155,9 +155,7 @@ def decide_inbound(
     if admission is not None:
         if admission.reason in _OWNERS_REJECTIONS:
             # The number is still the customer's: its statistics show the call.
-            return replace(
-                admission, number_id=snapshot.number_id, account_id=snapshot.account_id
-            )
+            return replace(admission, number_id=snapshot.number_id, account_id=snapshot.account_id)
         return admission
     legs = tuple(
         _plan_leg(d, snapshot.balance_minor, policy.endpoints) for d in snapshot.destinations
