@@ -36,13 +36,13 @@ from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
+from callcontrol.repositories.personal_data import PurgeResult, purge_expired
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
 from callcontrol.services.numbers import Clock, utc_now
 from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
 from callcontrol.web.api import add_api_routes
-from callcontrol.web.api.privacy import PurgeResult, purge_expired
 from callcontrol.web.health import add_health_routes
 
 log = structlog.get_logger(__name__)

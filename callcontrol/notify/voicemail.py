@@ -8,7 +8,6 @@ row keeps ``mail_error`` and the message stays downloadable.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db.models import Account, VoicemailMessage
 from callcontrol.notify.mailer import Mailer
+from callcontrol.repositories import media_files
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +45,7 @@ class MailingVoicemailBox:
         if account_id is None:
             return
         stored_name = f"voicemail/{account_id}/{call_id.replace('.', '_')}.wav"
-        await asyncio.to_thread(self._write, stored_name, audio)
+        await media_files.write(self._root, stored_name, audio)
         async with self._sessions() as session, session.begin():
             message = VoicemailMessage(
                 number_id=number_id,
@@ -76,13 +76,6 @@ class MailingVoicemailBox:
                     mail_error=error,
                 )
             )
-
-    def _write(self, stored_name: str, audio: bytes) -> None:
-        path = self._root / stored_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(audio)
-        tmp.replace(path)
 
 
 def _voicemail_mail(

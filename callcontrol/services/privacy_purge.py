@@ -2,8 +2,8 @@
 
 Every ``purge_interval_s`` (an hour by default), starting at once, one tick:
 caller numbers of CDRs and voicemail recordings older than ``retention_days``
-are removed by the purge the composition root hands in (the API's
-``purge_expired``; this module knows no HTTP). The purge is idempotent, so a
+are removed by the purge the composition root hands in
+(``repositories/personal_data.purge_expired``). The purge is idempotent, so a
 restart or a second instance only repeats work that finds nothing left. A
 failing tick is logged and the next one tries again; only cancellation stops
 the loop.

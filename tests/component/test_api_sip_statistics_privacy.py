@@ -11,7 +11,7 @@ from test_api_fixtures import REALM, Api, api_fixture  # noqa: F401
 
 from callcontrol.db.models import Account, Cdr, LedgerEntry, SipAccount, VoicemailMessage
 from callcontrol.domain.vocabulary import Disposition
-from callcontrol.web.api.privacy import purge_expired
+from callcontrol.repositories.personal_data import purge_expired
 from provisioning.digest import ha1_md5
 
 

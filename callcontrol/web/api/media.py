@@ -21,7 +21,8 @@ from aiohttp import web
 from callcontrol.db.models import MediaFile
 from callcontrol.domain.vocabulary import MediaKind
 from callcontrol.domain.wav import canonical_wav, require_telephony_wav
-from callcontrol.web.api import files, lookup
+from callcontrol.repositories import media_files as files
+from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route, read_bounded
 from callcontrol.web.api.errors import NotFound, UnsupportedMediaType
 from callcontrol.web.api.openapi import UPLOAD_TYPES

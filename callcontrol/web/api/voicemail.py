@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from callcontrol.db.models import Number, VoicemailMessage
-from callcontrol.web.api import files, lookup
+from callcontrol.repositories import media_files as files
+from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import NotFound
 from callcontrol.web.api.schemas import PageQuery, VoicemailList, VoicemailOut
