@@ -17,6 +17,7 @@ The engine under test must use ``media.asterisk_root=/srv/callcontrol/media``
 from __future__ import annotations
 
 import fcntl
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -151,11 +152,21 @@ def asterisk_sandbox(
     media = (media_dir if media_dir is not None else default_media_dir(layout)).resolve()
     with exclusive_asterisk():
         running = control.up(layout, config, media, start_timeout_s=start_timeout_s)
+        if running.started and media_dir is None:
+            _empty(media)  # files of earlier runs, whose databases are gone
         try:
             yield AsteriskSandbox(layout, config, media, running.asterisk_version, running.pid)
         finally:
             if running.started:
                 control.down(layout)
+
+
+def _empty(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def make_asterisk_fixture(
