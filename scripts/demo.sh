@@ -19,9 +19,9 @@ Asterisk 22 runs in the sandbox (SIP on udp 127.0.0.1:5060, ARI on :8088).
 The engine starts below. In another terminal:
 
   # a far end that answers the forwarded call (the demo number's destination)
-  sipp -sf sipp-scenarios/far_answer.xml -i 127.0.0.3 -p 5080 -m 1
+  sipp -sf sipp-scenarios/far_answer.xml -set answer_ms 100 -i 127.0.0.3 -p 5080 -m 1
   # the caller, from the carrier's address, calling the demo DID
-  sipp -sf sipp-scenarios/caller_answered.xml -s 4930123456 -i 127.0.0.2 -p 5070 -m 1 127.0.0.1:5060
+  sipp -sf sipp-scenarios/caller_answered.xml -key caller 4915112345678 -s 4930123456 -i 127.0.0.2 -p 5070 -m 1 -d 2000 127.0.0.1:5060
 
 Without the far end the call goes to voicemail after the ring timeout.
 Health: curl http://127.0.0.1:8080/health   Stop Asterisk: bash scripts/demo.sh down
