@@ -72,7 +72,8 @@ async def seed_demo(settings: Settings) -> str:
                     ring_timeout_s=20,
                 )
             )
-            session.add(Rate(prefix="49", rate_per_minute_minor=2, currency="EUR"))
+            if not await session.scalar(sa.select(Rate.id).where(Rate.prefix == "49")):
+                session.add(Rate(prefix="49", rate_per_minute_minor=2, currency="EUR"))
     finally:
         await engine.dispose()
     return f"demo number {DEMO_DID} (account balance 10.00 EUR) forwards to {DEMO_FAR_END}"
