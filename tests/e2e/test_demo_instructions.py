@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.data import Seeder
 from support.engine import EngineProcess
 
 from callcontrol.demo import DEMO_DID
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 UNATTENDED = ["-nostdin", "-timeout", "30s", "-timeout_error"]
