@@ -95,7 +95,7 @@ class PlannedLeg:
     position: int
     type: DestinationType
     target: str
-    endpoint: str  # the ARI endpoint string for POST /channels/create
+    endpoint: str  # the ARI endpoint string the leg is originated to (POST /channels)
     ring_timeout_s: int
     skipped: bool = False  # PSTN without credit or without a rate
     max_talk_s: int | None = None  # PSTN: seconds the balance pays for
