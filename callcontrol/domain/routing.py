@@ -20,7 +20,7 @@ hear as a SIP code) or a ``ForwardingPlan``. Rules kept here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from callcontrol.domain.lifecycle import CallAdmission, can_take_calls
@@ -153,9 +153,6 @@ def decide_inbound(
         return Reject(CAUSE_UNALLOCATED, "unknown_number")
     admission = _admission(snapshot, now)
     if admission is not None:
-        if admission.reason in _OWNERS_REJECTIONS:
-            # The number is still the customer's: its statistics show the call.
-            return replace(admission, number_id=snapshot.number_id, account_id=snapshot.account_id)
         return admission
     legs = tuple(
         _plan_leg(d, snapshot.balance_minor, policy.endpoints) for d in snapshot.destinations
@@ -168,12 +165,7 @@ def decide_inbound(
             max_silence_seconds=policy.voicemail_max_silence_seconds,
         )
     if voicemail is None and not any(not leg.skipped for leg in legs):
-        return Reject(
-            CAUSE_NO_ANSWER,
-            "no_destination",
-            number_id=snapshot.number_id,
-            account_id=snapshot.account_id,
-        )
+        return _owners_reject(snapshot, CAUSE_NO_ANSWER, "no_destination")
     return ForwardingPlan(
         number_id=snapshot.number_id,
         account_id=snapshot.account_id,
@@ -188,19 +180,21 @@ def decide_inbound(
     )
 
 
-_OWNERS_REJECTIONS = frozenset({"suspended", "not_voice"})
-"""Rejections of a number its account still holds (not: not in service, test over)."""
+def _owners_reject(snapshot: NumberSnapshot, cause: int, reason: str) -> Reject:
+    """A refusal of a number its account still holds: its statistics show the call."""
+    return Reject(cause, reason, number_id=snapshot.number_id, account_id=snapshot.account_id)
 
 
 def _admission(snapshot: NumberSnapshot, now: datetime) -> Reject | None:
     admission = can_take_calls(snapshot.state, snapshot.kind, snapshot.test_expires_at, now)
     if admission is CallAdmission.SMS_ONLY:
-        return Reject(CAUSE_UNALLOCATED, "not_voice")
+        return _owners_reject(snapshot, CAUSE_UNALLOCATED, "not_voice")
     if admission is CallAdmission.UNKNOWN:
+        # Not (or no longer) the customer's number: the call is nobody's.
         expired = snapshot.state is NumberState.TESTING
         return Reject(CAUSE_UNALLOCATED, "test_expired" if expired else "not_in_service")
     if admission is CallAdmission.SUSPENDED or snapshot.balance_minor < 0:
-        return Reject(CAUSE_CALL_REJECTED, "suspended")
+        return _owners_reject(snapshot, CAUSE_CALL_REJECTED, "suspended")
     return None
 
 

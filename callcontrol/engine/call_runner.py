@@ -136,7 +136,6 @@ class CallRunner:
                 feed=self._queue.put_nowait,
                 on_save_voicemail=self._save_voicemail,
                 on_finish=self._on_finish,
-                caller_name=routed.caller_name,
                 caller_number=self._caller_number,
             )
             for leg in machine.legs.values():

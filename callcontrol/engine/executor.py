@@ -16,10 +16,11 @@ bridged. (``/channels/create`` + ``/dial`` cost two requests, and a dial
 racing the leg's entry into Stasis got 409 under load.)
 
 The originator's CallerID is copied onto the leg's connected line - what the
-far end's From / P-Asserted-Identity are made of - before the leg's own
-variables are applied. So when a leg must show something other than the
-caller's own id (an outbound call presenting the rented number, or going out
-anonymous), the caller channel's CallerID is set to it first, once per call.
+far end's From / P-Asserted-Identity are made of - so the leg needs no CallerID
+variables of its own (each would be one more channel snapshot, and its JSON,
+in Asterisk). When a leg must show something other than the caller's own id
+(an outbound call presenting the rented number, or going out anonymous), the
+caller channel's CallerID is set to it first, once per call.
 """
 
 from __future__ import annotations
@@ -46,12 +47,10 @@ class CallExecutor:
         feed: Callable[[ev.CallEvent], None],
         on_save_voicemail: Callable[[ev.SaveVoicemail], None],
         on_finish: Callable[[ev.Finish], None],
-        caller_name: str | None = None,
         caller_number: str | None = None,
     ) -> None:
         self._ari = ari
         self._caller = caller_channel_id
-        self._caller_name = caller_name
         self._caller_number = caller_number
         self._caller_presented: tuple[str | None, bool] | None = None
         self._feed = feed
@@ -118,32 +117,6 @@ class CallExecutor:
             case ev.Finish():
                 self._finish(command)
 
-    def _leg_variables(self, command: ev.DialLeg) -> dict[str, str]:
-        """The far end's From / P-Asserted-Identity come from the leg's connected line."""
-        if command.withhold_caller_id:
-            # From: "Anonymous" <sip:anonymous@anonymous.invalid>, Privacy: id; the
-            # caller's own id (a SIP login, say) must not leak through either.
-            return {
-                "CALLERID(num)": "anonymous",
-                "CALLERID(name)": "Anonymous",
-                "CALLERID(pres)": "prohib",
-                "CONNECTEDLINE(num)": "anonymous",
-                "CONNECTEDLINE(name)": "Anonymous",
-                "CONNECTEDLINE(pres)": "prohib",
-            }
-        variables: dict[str, str] = {}
-        if command.caller_id == self._caller_number:
-            return variables  # the originator's CallerID, copied onto the leg, says it all
-        if command.caller_id:
-            variables["CALLERID(num)"] = command.caller_id
-            variables["CONNECTEDLINE(num)"] = command.caller_id
-            if self._caller_name:
-                # With the caller's name too, bridging the leg with the caller
-                # changes nothing, so Asterisk sends the far end no re-INVITE.
-                variables["CALLERID(name)"] = self._caller_name
-                variables["CONNECTEDLINE(name)"] = self._caller_name
-        return variables
-
     async def _present_caller_as(self, command: ev.DialLeg) -> None:
         """Make the caller's CallerID the one the leg must show (see module notes)."""
         wanted = (command.caller_id, command.withhold_caller_id)
@@ -160,14 +133,12 @@ class CallExecutor:
 
     async def _dial(self, command: ev.DialLeg) -> None:
         await self._present_caller_as(command)
-        variables = self._leg_variables(command)
         await self._ari.originate(
             command.endpoint,
             command.channel_id,
             app_args="leg",
             # Asterisk's own dial timeout is a safety net; the call's timer decides.
             timeout_s=command.timeout_s + 5,
-            variables=variables or None,
             originator=self._caller,
         )
 

@@ -37,7 +37,6 @@ class RoutedCall:
     decision: ForwardingPlan | Reject
     number: str  # inbound: the DID (E.164 when it is one); outbound: the number dialled
     caller: str | None  # inbound: the caller's number; outbound: the SIP account's login
-    caller_name: str | None = None  # passed on to forwarded legs with the caller's number
 
 
 class CallRouter(Protocol):
@@ -73,7 +72,6 @@ class InboundRouter:
             Reject(CAUSE_UNALLOCATED_NUMBER, "malformed_did"),
             did or raw_did,
             caller,
-            channel.caller.name or None,
         )
         if did is None:
             return routed
