@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callcontrol.ari.stream import AriEventStream
 from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.lease import AppLease
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.settings import Settings
 
@@ -20,6 +21,7 @@ class CallEngine:
     stream: AriEventStream
     calls: TaskSupervisor
     jobs: TaskSupervisor
+    lease: AppLease
 
 
 SETTINGS = web.AppKey("settings", Settings)
