@@ -197,7 +197,8 @@ async def test_sequential_call_rings_the_next_leg_on_busy_then_bridges_the_answe
     originate = await rig.wait_request("POST", "/ari/channels", channelId=leg1)
     assert originate.query["endpoint"] == "PJSIP/callcontrol-external/sip:a@127.0.0.3:5080"
     assert originate.query["originator"] == CALLER
-    assert originate.query["app"] == "callcontrol" and originate.query["appArgs"] == f"leg,inbound,{DID}"
+    assert originate.query["app"] == "callcontrol"
+    assert originate.query["appArgs"] == f"leg,inbound,{DID}"  # whose call, should it be lost
     assert originate.query["timeout"] == "15"  # the leg's 10 s, and Asterisk's 5 s margin
 
     await rig.send(event("ChannelDestroyed", channel_id=leg1, cause=17))
@@ -245,8 +246,6 @@ async def test_a_lookup_failure_rejects_with_503_so_the_carrier_retries(rig: Rig
     await rig.send(start_event())
     request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
     assert request.query == {"reason_code": "34"}  # chan_pjsip: 503 (41 would be 603)
-
-
 
 
 # ---- reconciliation after a (re)connect: adoption, lost events, leaked bridges -----------
