@@ -434,7 +434,7 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
         engine = rig.engine(folder / "engine.log", proxy.url if proxy is not None else None)
         ctx = CaseContext(rig, folder, engine, proxy, dids)
         engine.start(timeout_s=30)
-        stack.callback(lambda: [e.stop() for e in (*ctx.extra_engines, ctx.engine)])
+        stack.callback(stop_engines, ctx)
         prober = Prober(
             folder, dids["probe"][1:], PROBE_FAR_END, max_seconds=timing.load_s + 120
         ).start()
@@ -491,6 +491,11 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
     if cleared:
         row.notes.append(f"cleared {cleared} channels/bridges after counting")
     return row
+
+
+def stop_engines(ctx: CaseContext) -> None:
+    for engine in (*ctx.extra_engines, ctx.engine):
+        engine.stop()
 
 
 def settle(rig: Rig) -> None:
@@ -688,7 +693,12 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True, text=True, check=False,
     ).stdout.strip()  # fmt: skip
-    print(f"bench.faults: work folder {workdir}; {machine()}; engine {revision}", flush=True)
+    engine_revision = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "callcontrol"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    revision = f"{revision} (engine code {engine_revision})"
+    print(f"bench.faults: work folder {workdir}; {machine()}; HEAD {revision}", flush=True)
     rows: list[Row] = []
     began = time.monotonic()
     try:
@@ -703,7 +713,13 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             for index, case in enumerate(cases, start=1):
                 started = time.monotonic()
-                row = run_case(rig, case, index)
+                try:
+                    row = run_case(rig, case, index)
+                except Exception as exc:  # one broken case must not lose the others
+                    row = Row(case=case, notes=[f"case failed: {exc!r:.300}"])
+                    box = rig.sandbox
+                    with suppress(Exception):
+                        clear_asterisk(box.ari_base_url, box.ari_username, box.ari_password)
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
                 for note in row.notes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -348,6 +349,12 @@ class SippRole:
         return read_log(self.log_path)
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def udp_bound(ip: str, port: int) -> bool:
     wanted = "".join(f"{int(part):02X}" for part in reversed(ip.split("."))) + f":{port:04X}"
     with open("/proc/net/udp", encoding="ascii") as table:
@@ -387,6 +394,7 @@ class Prober:
     max_seconds: float = 600.0
     caller_prefix: str = "4917700"
     stopped_at: float | None = None
+    _control_port: int = 0
     _roles: list[SippRole] = field(default_factory=list)
 
     def start(self) -> Prober:
@@ -399,6 +407,7 @@ class Prober:
         self._roles.append(far)
         wait_bound(far, *self.far_end)
         calls = int(self.rate * self.max_seconds) + 1
+        self._control_port = free_udp_port()
         caller = SippRole(
             "probe",
             self.folder / "probe",
@@ -407,6 +416,7 @@ class Prober:
                 "-i", self.caller_ip, "-p", str(self.caller_port), "-s", self.service,
                 "-r", str(int(self.rate * 10)), "-rp", "10000", "-m", str(calls),
                 "-l", "1000", "-recv_timeout", "10000", "-timeout", f"{self.max_seconds + 30}s",
+                "-cp", str(self._control_port),
                 self.asterisk,
             ],
         ).start()  # fmt: skip
@@ -414,18 +424,26 @@ class Prober:
         return self
 
     def stop(self) -> None:
+        """Stop placing probes, let those in flight finish (<= 5 s), then stop both roles."""
         if self.stopped_at is None and self._roles:
             self.stopped_at = time.time()
+            caller = self._roles[-1]
+            if caller.process is not None and caller.process.poll() is None:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as control:
+                    control.sendto(b"q", ("127.0.0.1", self._control_port))  # SIPp soft quit
+                caller.wait(5.0)
         for role in reversed(self._roles):
             role.stop()
 
     def probes(self) -> list[Probe]:
-        """Every probe placed, but those still in flight when the prober was stopped."""
+        """Every probe placed, but one left without a result just before the stop."""
         caller = next((r for r in self._roles if r.name == "probe"), None)
         if caller is None:
             return []
         cutoff = (self.stopped_at or time.time()) - IN_FLIGHT_S
-        return [p for p in probes_from(caller.calls()) if p.placed_at <= cutoff]
+        return [
+            p for p in probes_from(caller.calls()) if p.placed_at <= cutoff or p.outcome != "none"
+        ]
 
     def __enter__(self) -> Prober:
         return self.start()
