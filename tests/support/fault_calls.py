@@ -198,36 +198,40 @@ def far_end_scenario(*, hold_min_ms: int, hold_max_ms: int, step_ms: int = 500) 
     parts = [
         '<?xml version="1.0" encoding="ISO-8859-1" ?>',
         '<scenario name="fault_far_end">',
+        # The hold is picked before answering: SIPp 3.6.1 leaves a call stuck at
+        # a <nop> when a message (Asterisk's connected-line re-INVITE, 8 ms after
+        # the ACK) arrives while the call stands there, so no <nop> may follow
+        # the ACK. Before the 200 nothing else arrives for the dialog.
         '  <recv request="INVITE" crlf="true" rrs="true"><action>'
         '<ereg regexp=".*" search_in="hdr" header="From:" assign_to="invite_from"/>'
         '<ereg regexp=".*" search_in="hdr" header="To:" assign_to="invite_to"/>'
-        "</action></recv>",
-        # The first 200 gives the dialog its To tag; a re-INVITE's To has it already.
-        answer.replace("TAG", ";tag=[pid]SIPpTag01[call_number]"),
-        '  <recv request="ACK" crlf="true"><action>'
-        + _log("ANS")
-        + f'<sample assign_to="pick" distribution="uniform" min="0" max="{len(holds)}"/>'
+        f'<sample assign_to="pick" distribution="uniform" min="0" max="{len(holds)}"/>'
         + "".join(
             f'<test assign_to="b{i}" variable="pick" compare="less_than" value="{i + 1}"/>'
             for i in range(len(holds))
         )
         + "</action></recv>",
     ]
-    parts += [f'  <nop test="b{i}" next="h{i}"/>' for i in range(len(holds))]
-    parts.append('  <nop next="h0"><action><log message="PICK [$pick]"/></action></nop>')
+    parts += [f'  <nop test="b{i}" next="a{i}"/>' for i in range(len(holds))]
+    parts.append('  <nop next="a0"><action><log message="PICK [$pick]"/></action></nop>')
     for i, hold in enumerate(holds):
         parts += [
+            f'  <label id="a{i}"/>',
+            # The first 200 gives the dialog its To tag; a re-INVITE's To has it already.
+            answer.replace("TAG", ";tag=[pid]SIPpTag01[call_number]"),
+            f'  <recv request="ACK" crlf="true"><action>{_log("ANS")}</action></recv>',
             f'  <label id="h{i}"/>',
             # SIPp times a wait by the message it stands at: the optional one.
             f'  <recv request="INVITE" optional="true" timeout="{hold}" ontimeout="bye" '
             f'next="r{i}"/>',
-            f'  <recv request="BYE" timeout="{hold}" ontimeout="bye" next="dropped"/>',
+            f'  <recv request="BYE" timeout="{hold}" ontimeout="bye" next="dropped">'
+            f"<action>{_log('DROP')}</action></recv>",
             f'  <label id="r{i}"/>',
             answer.replace("TAG", ""),
             f'  <recv request="ACK" crlf="true" next="h{i}"/>',
         ]
     parts += [
-        f'  <label id="dropped"/><nop><action>{_log("DROP")}</action></nop>',
+        '  <label id="dropped"/>',
         f"""  <send next="done"><![CDATA[
       SIP/2.0 200 OK{ok_headers}
       Content-Length: 0
