@@ -213,8 +213,15 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in background:
         task.cancel()
+    # A stop is a restart as far as calls go: leave them talking in Asterisk,
+    # untouched; the next engine (or a standby, once the lease is free) adopts them.
+    dispatcher.release_all()
     await calls.drain(seconds=2.0)
     await calls.close()
+    try:
+        await lease.release()
+    except AriError as exc:
+        log.warning("ari_lease_release_failed", error=str(exc))
     await jobs.drain(seconds=5.0)
     await jobs.close()
     await client.close()

@@ -135,6 +135,11 @@ class CallRunner:
         self._queue.put_nowait(event)
 
     @property
+    def finishing(self) -> bool:
+        """The call is over in the machine; its CDR is being stored."""
+        return self.machine is not None and self.machine.done
+
+    @property
     def released(self) -> bool:
         return self._released
 

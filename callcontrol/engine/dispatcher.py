@@ -146,10 +146,14 @@ class Dispatcher:
 
     def release_all(self) -> None:
         """Another engine owns the application now: stop following, touch nothing."""
+        released = 0
         for runner, task in list(self._tasks.items()):
+            if runner.finishing:
+                continue  # its CDR is being stored: let it be
             runner.release()
             task.cancel()
-        log.warning("calls_released", count=len(self._tasks))
+            released += 1
+        log.warning("calls_released", count=released)
 
     async def watch(self, interval_s: float) -> None:
         """The calls' watchdog: reconcile every ``interval_s`` (run as a job)."""

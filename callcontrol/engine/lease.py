@@ -176,6 +176,15 @@ class AppLease:
         self.held = True
         return True
 
+    async def release(self) -> None:
+        """Give the lease up (a clean stop): a standby takes over at once."""
+        if not self.held:
+            return
+        self.held = False
+        claim = await self._read()
+        if claim is not None and claim.holder == self.holder:
+            await self._store.set_global_variable(self.variable, "")
+
     def replaced(self) -> None:
         """Our app was taken by another client: stand by, and hold off before retaking."""
         self.held = False

@@ -26,6 +26,7 @@ import pytest
 from support.asterisk import AsteriskSandbox
 from support.data import Seeder
 from support.engine import EngineProcess
+from support.faults import AriProxy
 from support.sipp import Sipp
 
 from callcontrol.domain.vocabulary import DestinationType
@@ -188,3 +189,60 @@ def test_a_killed_engine_restarted_at_once_drops_no_answered_call_and_loses_no_c
     assert_one_answered_cdr_per_call(data, load)
     assert_nothing_left(asterisk)
     assert adopted_calls(engine) >= 2 * CALLS
+
+
+def test_a_second_engine_with_the_same_app_stands_by_then_takes_the_calls_over(
+    engine: EngineProcess,
+    asterisk: AsteriskSandbox,
+    data: Seeder,
+    load: Load,
+    workdir: Path,
+) -> None:
+    second = EngineProcess(env=dict(engine.env), log_path=workdir / "second-engine.log")
+    try:
+        load.start()
+        wait_bridged(asterisk, 2 * CALLS)
+        second.start(role="standby")  # it found the first engine's lease: no fight
+        assert engine.health()["role"] == "active"
+        assert second.health()["lease_holder"] == engine.health()["lease_holder"]
+        engine.kill()
+        # The lease of a dead engine on this host is free at once: the standby takes over.
+        second.wait_role("active", timeout_s=5)
+        probe_call(data, workdir)
+        load.finish()
+        assert_one_answered_cdr_per_call(data, load)
+        assert_nothing_left(asterisk)
+        assert adopted_calls(second) >= 2 * CALLS
+        for log in (engine.log_path, second.log_path):
+            assert "application_replaced" not in log.read_text(), "two engines fought"
+    finally:
+        second.stop()
+        engine.start()  # the session's engine, for the tests that follow
+
+
+def test_an_ari_socket_cut_under_live_and_arriving_calls_fails_no_call(
+    engine: EngineProcess,
+    asterisk: AsteriskSandbox,
+    data: Seeder,
+    load: Load,
+    workdir: Path,
+) -> None:
+    proxy = AriProxy().start()
+    proxied = EngineProcess(
+        env={**engine.env, "CALLCONTROL_ARI__URL": proxy.url},
+        log_path=workdir / "proxied-engine.log",
+    )
+    engine.stop()
+    try:
+        proxied.start()
+        load.start()
+        wait_bridged(asterisk, CALLS)  # half of the calls are still arriving
+        assert proxy.cut() >= 1, "the engine had no connection through the proxy"
+        probe_call(data, workdir)
+        load.finish()  # every caller answered: none got a 503 while the socket was down
+        assert_one_answered_cdr_per_call(data, load)
+        assert_nothing_left(asterisk)
+    finally:
+        proxied.stop()
+        proxy.stop()
+        engine.start()
