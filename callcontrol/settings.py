@@ -93,6 +93,11 @@ class CallSettings(_Part):
     voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
     pstn_low_credit_warning_s: int = Field(default=30, ge=0)
     outbound_ring_timeout_s: int = Field(default=60, ge=5, le=300)
+    # Admission control (engine/admission.py): beyond any of these a new call
+    # gets 503 at once, without a database lookup.
+    max_active_calls: int = Field(default=2000, ge=1)
+    max_ari_in_flight: int = Field(default=64, ge=1)
+    max_ari_latency_ms: int = Field(default=500, ge=1)
 
 
 class BillingSettings(_Part):
