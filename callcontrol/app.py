@@ -220,7 +220,12 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     background = [
         jobs.spawn(stream.run(), name="ari-events"),
         jobs.spawn(keep_lease(), name="ari-lease"),
-        jobs.spawn(dispatcher.watch(ari_settings.watchdog_s), name="call-watchdog"),
+        jobs.spawn(
+            dispatcher.watch(
+                ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
+            ),
+            name="call-watchdog",
+        ),
     ]
     yield
     for task in background:
