@@ -153,7 +153,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     )
     shedding = SheddingRouter(
         inner=call_router(settings, sessions),
-        admission=Admission(limits, active_calls=lambda: len(calls), ari=client),
+        admission=Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client),
     )
     router = TimedRouter(shedding, metrics=metrics)
     ledger = CountingLedger(SqlCallLedger(sessions=sessions), metrics=metrics)
