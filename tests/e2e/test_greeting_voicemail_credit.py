@@ -179,7 +179,12 @@ def test_a_balance_of_one_unit_at_two_per_minute_ends_at_zero_not_below(
     data.rate("3362", 2)
     did = data.number(account, destinations=[(DestinationType.PSTN, "+33623456789", 10)])
     carrier = Sipp(
-        "far_answer.xml", PSTN_CARRIER, 5060, workdir, variables={"answer_ms": "100"}
+        "far_answer.xml",
+        PSTN_CARRIER,
+        5060,
+        workdir,
+        variables={"answer_ms": "100"},
+        timeout_s=45,
     ).start()
     carrier.wait_ready()
     caller = Sipp(
