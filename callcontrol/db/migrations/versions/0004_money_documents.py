@@ -1,0 +1,105 @@
+"""Money documents: company profiles, bank transfers, numbered documents.
+
+New tables only (ORM classes: ``callcontrol.db.money_models``); no column of an
+existing table changes. ``document_counters`` gets one row per document kind,
+so issuing a document only ever increments an existing row.
+
+Revision ID: 0004
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+KINDS = ("invoice", "services", "reconciliation")
+_KIND_CHECK = "kind IN ('invoice', 'services', 'reconciliation')"
+_BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _account_fk(table: str, ondelete: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["account_id"],
+        ["accounts.id"],
+        name=op.f(f"fk_{table}_account_id_accounts"),
+        ondelete=ondelete,
+    )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "company_profiles",
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("legal_name", sa.String(300), nullable=False),
+        sa.Column("address", sa.String(500), nullable=False),
+        sa.Column("tax_id", sa.String(40), nullable=False),
+        sa.Column("contract_number", sa.String(60), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        _account_fk("company_profiles", "CASCADE"),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_company_profiles")),
+    )
+    op.create_table(
+        "bank_payments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(100), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("received_on", sa.Date(), nullable=False),
+        sa.Column("ledger_entry_id", _BIG, nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        _account_fk("bank_payments", "RESTRICT"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bank_payments")),
+        sa.UniqueConstraint("reference", name=op.f("uq_bank_payments_reference")),
+    )
+    op.create_index(
+        op.f("ix_bank_payments_account_id"), "bank_payments", ["account_id"], unique=False
+    )
+    counters = op.create_table(
+        "document_counters",
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("last_seq", sa.Integer(), server_default="0", nullable=False),
+        sa.CheckConstraint(_KIND_CHECK, name=op.f("ck_document_counters_kind_valid")),
+        sa.PrimaryKeyConstraint("kind", name=op.f("pk_document_counters")),
+    )
+    op.bulk_insert(counters, [{"kind": kind, "last_seq": 0} for kind in KINDS])
+    op.create_table(
+        "documents",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("number", sa.String(32), nullable=False),
+        sa.Column("period_from", sa.Date(), nullable=False),
+        sa.Column("period_to", sa.Date(), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("total_minor", sa.BigInteger(), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(_KIND_CHECK, name=op.f("ck_documents_kind_valid")),
+        _account_fk("documents", "RESTRICT"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_documents")),
+        sa.UniqueConstraint("kind", "seq", name="uq_documents_kind_seq"),
+        sa.UniqueConstraint(
+            "account_id", "kind", "period_from", "period_to", name="uq_documents_period"
+        ),
+        sa.UniqueConstraint("number", name=op.f("uq_documents_number")),
+    )
+    op.create_index(op.f("ix_documents_account_id"), "documents", ["account_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_documents_account_id"), table_name="documents")
+    op.drop_table("documents")
+    op.drop_table("document_counters")
+    op.drop_index(op.f("ix_bank_payments_account_id"), table_name="bank_payments")
+    op.drop_table("bank_payments")
+    op.drop_table("company_profiles")
