@@ -55,9 +55,7 @@ class BankPayment(Base):
 class DocumentCounter(Base):
     __tablename__ = "document_counters"
     __table_args__ = (
-        sa.CheckConstraint(
-            "kind IN ('invoice', 'services', 'reconciliation')", name="kind_valid"
-        ),
+        sa.CheckConstraint("kind IN ('invoice', 'services', 'reconciliation')", name="kind_valid"),
     )
 
     kind: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
@@ -67,9 +65,7 @@ class DocumentCounter(Base):
 class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
-        sa.CheckConstraint(
-            "kind IN ('invoice', 'services', 'reconciliation')", name="kind_valid"
-        ),
+        sa.CheckConstraint("kind IN ('invoice', 'services', 'reconciliation')", name="kind_valid"),
         sa.UniqueConstraint("kind", "seq", name="uq_documents_kind_seq"),
         sa.UniqueConstraint(
             "account_id", "kind", "period_from", "period_to", name="uq_documents_period"

@@ -42,8 +42,7 @@ class ReferenceReused(ledger.IdempotencyConflict):
 
 
 class TopUps(Protocol):
-    async def top_up(self, account_id: int, amount_minor: int, idempotency_key: str) -> object:
-        ...
+    async def top_up(self, account_id: int, amount_minor: int, idempotency_key: str) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)

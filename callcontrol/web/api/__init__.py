@@ -21,9 +21,11 @@ from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
     callerid,
+    documents,
     forwarding,
     media,
     numbers,
+    payments,
     privacy,
     sip_accounts,
     statistics,
@@ -48,7 +50,7 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
-        privacy,
+        privacy, payments, documents,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 
