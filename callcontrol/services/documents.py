@@ -97,7 +97,7 @@ async def movements(session: AsyncSession, account_id: int, period: Period) -> l
             description=entry.description,
             billed_seconds=int(seconds or 0),
         )
-        for entry, e164, seconds in rows.tuples()
+        for entry, e164, seconds in rows
     ]
 
 

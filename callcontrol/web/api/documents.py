@@ -25,7 +25,8 @@ from callcontrol.services.documents import DocumentService
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import NotFound, invalid
-from callcontrol.web.api.schemas import Day, Input, Output
+from callcontrol.web.api.payments import BodyDay
+from callcontrol.web.api.schemas import Input, Output
 
 TAG = "documents"
 
@@ -34,8 +35,8 @@ class DocumentRequest(Input):
     kind: DocumentKind = Field(
         description="invoice, services (statement of services rendered) or reconciliation"
     )
-    period_from: Day = Field(description="first day (UTC), inclusive")
-    period_to: Day = Field(description="last day (UTC), inclusive; before today")
+    period_from: BodyDay = Field(description="first day (UTC), inclusive")
+    period_to: BodyDay = Field(description="last day (UTC), inclusive; before today")
 
     @model_validator(mode="after")
     def _ordered(self) -> DocumentRequest:

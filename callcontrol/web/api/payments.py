@@ -8,19 +8,34 @@ its own company details and payments; another account's are a 404.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from callcontrol.db.money_models import BankPayment, CompanyProfile
 from callcontrol.services.payments import PaymentService, set_company
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import NotFound
-from callcontrol.web.api.schemas import MAX_MINOR, Day, Input, Output
+from callcontrol.web.api.schemas import MAX_MINOR, Input, Output
 
 TAG = "companies and payments"
+_ISO_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _day_string(value: object) -> object:
+    # Strict JSON bodies still need a day: a "YYYY-MM-DD" string and nothing else
+    # (lax date parsing would take 0 or a timestamp).
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.match(value):
+        raise ValueError("expected a day as YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+BodyDay = Annotated[date, BeforeValidator(_day_string)]
 _LINE = r"^[^\x00]*[^\x00\s][^\x00]*$"  # not blank, no NUL
 
 
@@ -45,7 +60,7 @@ class BankPaymentIn(Input):
         str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][!-~]*$")
     ] = Field(description="the bank's reference of the transfer; recorded once")
     amount_minor: Annotated[int, Field(ge=1, le=MAX_MINOR)]
-    received_on: Day = Field(description="the day the bank credited the transfer")
+    received_on: BodyDay = Field(description="the day the bank credited the transfer")
 
 
 class BankPaymentOut(Output):
