@@ -83,3 +83,65 @@ class Document(Base):
     total_minor: Mapped[Minor]
     content: Mapped[str] = mapped_column(sa.Text())  # the issued JSON, frozen
     issued_at: Mapped[datetime]
+
+
+# -- reminders by phone ----------------------------------------------------------------
+# An account's optional contact phone; the operator's prompt; one reminder per
+# account and charge date (never two: unique), each call attempt recorded.
+
+
+class AccountContact(Base):
+    __tablename__ = "account_contacts"
+
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id", "CASCADE"), primary_key=True)
+    phone: Mapped[str] = mapped_column(sa.String(16))  # E.164, valid per phonenumbers
+    updated_at: Mapped[CreatedAt]
+
+
+class ReminderPrompt(Base):
+    """The operator's uploaded notice (WAV PCM 8 kHz 16-bit mono); the newest plays."""
+
+    __tablename__ = "reminder_prompts"
+
+    id: Mapped[IntPk]
+    original_name: Mapped[str] = mapped_column(sa.String(255))
+    stored_name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger())
+    duration_ms: Mapped[int]
+    created_at: Mapped[CreatedAt]
+
+
+class PhoneReminder(Base):
+    __tablename__ = "phone_reminders"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "due_on", name="uq_phone_reminders_account_due"),
+        sa.CheckConstraint("state IN ('pending', 'done', 'gave_up')", name="state_valid"),
+    )
+
+    id: Mapped[IntPk]
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id", "CASCADE"))
+    due_on: Mapped[date]  # the charge date the reminder is for
+    number: Mapped[str] = mapped_column(sa.String(16))  # the DID the fee is for
+    amount_minor: Mapped[Minor]  # the fees due on that date
+    currency: Mapped[Currency]
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[CreatedAt]
+
+
+class PhoneReminderAttempt(Base):
+    __tablename__ = "phone_reminder_attempts"
+    __table_args__ = (
+        sa.UniqueConstraint("reminder_id", "attempt", name="uq_phone_reminder_attempts_attempt"),
+    )
+
+    id: Mapped[IntPk]
+    reminder_id: Mapped[int] = mapped_column(_fk("phone_reminders.id", "CASCADE"), index=True)
+    attempt: Mapped[int]  # 1, 2, ...
+    phone: Mapped[str] = mapped_column(sa.String(16))
+    channel_id: Mapped[str] = mapped_column(sa.String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))  # None while the call runs
+    cause: Mapped[int | None]

@@ -1,4 +1,7 @@
-"""Money documents: company profiles, bank transfers, numbered documents.
+"""Money documents and phone reminders.
+
+Company profiles, bank transfers, numbered documents; contact phones, the
+reminder prompt, phone reminders and their attempts.
 
 New tables only (ORM classes: ``callcontrol.db.money_models``); no column of an
 existing table changes. ``document_counters`` gets one row per document kind,
@@ -94,9 +97,87 @@ def upgrade() -> None:
         sa.UniqueConstraint("number", name=op.f("uq_documents_number")),
     )
     op.create_index(op.f("ix_documents_account_id"), "documents", ["account_id"], unique=False)
+    _phone_reminder_tables()
+
+
+def _phone_reminder_tables() -> None:
+    op.create_table(
+        "account_contacts",
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("phone", sa.String(16), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        _account_fk("account_contacts", "CASCADE"),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_contacts")),
+    )
+    op.create_table(
+        "reminder_prompts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("original_name", sa.String(255), nullable=False),
+        sa.Column("stored_name", sa.String(255), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reminder_prompts")),
+        sa.UniqueConstraint("stored_name", name=op.f("uq_reminder_prompts_stored_name")),
+    )
+    op.create_table(
+        "phone_reminders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("due_on", sa.Date(), nullable=False),
+        sa.Column("number", sa.String(16), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "state IN ('pending', 'done', 'gave_up')", name=op.f("ck_phone_reminders_state_valid")
+        ),
+        _account_fk("phone_reminders", "CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_phone_reminders")),
+        sa.UniqueConstraint("account_id", "due_on", name="uq_phone_reminders_account_due"),
+    )
+    op.create_index(
+        op.f("ix_phone_reminders_next_attempt_at"), "phone_reminders", ["next_attempt_at"],
+        unique=False,
+    )  # fmt: skip
+    op.create_table(
+        "phone_reminder_attempts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reminder_id", sa.Integer(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("phone", sa.String(16), nullable=False),
+        sa.Column("channel_id", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(16), nullable=True),
+        sa.Column("cause", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["reminder_id"],
+            ["phone_reminders.id"],
+            name=op.f("fk_phone_reminder_attempts_reminder_id_phone_reminders"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_phone_reminder_attempts")),
+        sa.UniqueConstraint("reminder_id", "attempt", name="uq_phone_reminder_attempts_attempt"),
+    )
+    op.create_index(
+        op.f("ix_phone_reminder_attempts_reminder_id"), "phone_reminder_attempts",
+        ["reminder_id"], unique=False,
+    )  # fmt: skip
 
 
 def downgrade() -> None:
+    op.drop_index(
+        op.f("ix_phone_reminder_attempts_reminder_id"), table_name="phone_reminder_attempts"
+    )
+    op.drop_table("phone_reminder_attempts")
+    op.drop_index(op.f("ix_phone_reminders_next_attempt_at"), table_name="phone_reminders")
+    op.drop_table("phone_reminders")
+    op.drop_table("reminder_prompts")
+    op.drop_table("account_contacts")
     op.drop_index(op.f("ix_documents_account_id"), table_name="documents")
     op.drop_table("documents")
     op.drop_table("document_counters")
