@@ -62,7 +62,6 @@ async def _run_once(settings: Settings, today: date) -> BillingReport:
     from callcontrol.db.engine import create_engine, session_factory
     from callcontrol.notify.mailer import SmtpMailer
     from callcontrol.services.billing_run import run_billing
-
     from callcontrol.services.phone_reminders import PhoneReminderQueue
 
     engine = create_engine(settings.database, pooled=False)
