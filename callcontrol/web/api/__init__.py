@@ -27,6 +27,7 @@ from callcontrol.web.api import (
     numbers,
     payments,
     privacy,
+    reminders,
     sip_accounts,
     statistics,
     voicemail,
@@ -50,7 +51,7 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
-        privacy, payments, documents,
+        privacy, payments, documents, reminders,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 
