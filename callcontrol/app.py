@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
@@ -173,12 +174,18 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+@dataclass(frozen=True, slots=True)
+class ReminderRuntime:
+    worker: PhoneReminderWorker
+    connected: asyncio.Event  # set once the reminder app's WebSocket is up
+
+
 @asynccontextmanager
 async def reminder_worker(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], http: aiohttp.ClientSession
-) -> AsyncIterator[PhoneReminderWorker]:
+) -> AsyncIterator[ReminderRuntime]:
     """The phone-reminder caller on its own ARI application (``<app><app_suffix>``) and
-    events WebSocket; yields once the WebSocket is connected, so originates can enter it."""
+    events WebSocket (reconnecting like the engine's); originate only once connected."""
     part, ari = settings.phone_reminders, settings.ari
     app_name = ari.app + part.app_suffix
     base_url, password = str(ari.url).rstrip("/"), ari.password.get_secret_value()
@@ -197,13 +204,12 @@ async def reminder_worker(
         on_connected=on_connected, max_backoff_s=ari.reconnect_max_backoff_s,
     )  # fmt: skip
     task = asyncio.create_task(stream.run(), name="reminder-ari-events")
+    worker = PhoneReminderWorker(
+        sessions=sessions, caller=caller, settings=part,
+        prompt_root=settings.media.asterisk_root or settings.media.root,
+    )  # fmt: skip
     try:
-        async with asyncio.timeout(15):
-            await connected.wait()
-        yield PhoneReminderWorker(
-            sessions=sessions, caller=caller, settings=part,
-            prompt_root=settings.media.asterisk_root or settings.media.root,
-        )  # fmt: skip
+        yield ReminderRuntime(worker, connected)
     finally:
         task.cancel()
         with suppress(asyncio.CancelledError):
@@ -217,10 +223,13 @@ async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
     if not settings.phone_reminders.enabled:
         yield
         return
-    async with reminder_worker(settings, app[SESSIONS], app[HTTP_CLIENT]) as worker:
-        task = asyncio.create_task(
-            run_every(worker, settings.phone_reminders.interval_s), name="phone-reminders"
-        )
+    async with reminder_worker(settings, app[SESSIONS], app[HTTP_CLIENT]) as runtime:
+
+        async def calls() -> None:
+            await runtime.connected.wait()  # Asterisk may come up after the engine
+            await run_every(runtime.worker, settings.phone_reminders.interval_s)
+
+        task = asyncio.create_task(calls(), name="phone-reminders")
         try:
             yield
         finally:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from callcontrol.settings import Settings, SettingsError, load_settings
 
+CONNECT_TIMEOUT_S = 15.0
+
 if TYPE_CHECKING:
     from callcontrol.services.billing_run import BillingReport
 
@@ -105,7 +107,11 @@ async def _call_once(settings: Settings) -> int:
     try:
         async with aiohttp.ClientSession() as http, reminder_worker(
             settings, session_factory(engine), http
-        ) as worker:
-            return await worker.run_due()
+        ) as runtime:
+            try:
+                await asyncio.wait_for(runtime.connected.wait(), CONNECT_TIMEOUT_S)
+            except TimeoutError:
+                raise SystemExit(f"reminders: no ARI connection to {settings.ari.url}") from None
+            return await runtime.worker.run_due()
     finally:
         await engine.dispose()
