@@ -19,7 +19,7 @@ from callcontrol.db.models import (
     SipAccount,
     VoicemailMessage,
 )
-from callcontrol.db.money_models import BankPayment, CompanyProfile, Document
+from callcontrol.db.money_models import AccountContact, BankPayment, CompanyProfile, Document
 
 
 @dataclass
@@ -134,6 +134,9 @@ REQUESTS: list[tuple[str, str, Any]] = [
      {"kind": "services", "period_from": "2026-10-01", "period_to": "2026-10-31"}),
     ("GET", "/api/v1/documents/{document_id}", None),
     ("GET", "/api/v1/documents/{document_id}/pdf", None),
+    ("GET", "/api/v1/accounts/{account_id}/contact-phone", None),
+    ("PUT", "/api/v1/accounts/{account_id}/contact-phone", {"phone": "+4930123456"}),
+    ("GET", "/api/v1/accounts/{account_id}/phone-reminders", None),
 ]  # fmt: skip
 
 
@@ -145,7 +148,7 @@ async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
             await session.scalar(sa.select(sa.func.count()).select_from(t))
             for t in (
                 MediaFile, VoicemailMessage, SipAccount, ForwardingDestination,
-                Document, BankPayment, CompanyProfile,
+                Document, BankPayment, CompanyProfile, AccountContact,
             )
         ]
         digest = await session.scalar(sa.select(SipAccount.password_digest))
