@@ -89,6 +89,7 @@ class FakeAsterisk:
     stasis_lag_ms: int = 0
     channels: dict[str, FakeChannel] = field(default_factory=dict)
     allowed: set[str] | None = None
+    global_variables: dict[str, str] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -266,6 +267,17 @@ class FakeAsterisk:
 
     def handle(self, method: str, parts: list[str], query: Any, body: Any) -> web.Response:
         resource = parts[0]
+        if resource == "asterisk" and parts[1:] == ["variable"]:
+            # Global variables: the engine keeps its app lease there.
+            name = query.get("variable", "")
+            if method == "POST":
+                self.global_variables[name] = query.get("value", "")
+                return web.Response(status=204)
+            return web.json_response({"value": self.global_variables.get(name, "")})
+        if method == "GET" and parts == ["bridges"]:
+            return web.json_response([])
+        if method == "GET" and parts == ["channels"]:
+            return web.json_response([c.json() for c in self.channels.values()])
         if resource == "applications":
             if method == "PUT" and parts[2:] == ["eventFilter"]:
                 allowed = (body or {}).get("allowed") or []

@@ -42,8 +42,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import aiohttp  # noqa: E402
 from support.fake_ari import FakeAri, sample_event, sample_response  # noqa: E402
 
+from callcontrol.app import call_dispatcher  # noqa: E402
 from callcontrol.ari.client import AriClient  # noqa: E402
-from callcontrol.ari.events import StasisStart, parse_event  # noqa: E402
+from callcontrol.ari.events import parse_event  # noqa: E402
 from callcontrol.ari.models import Channel  # noqa: E402
 from callcontrol.domain.call_events import CallRecord  # noqa: E402
 from callcontrol.domain.routing import DestinationFacts, NumberSnapshot, RoutingPolicy  # noqa: E402
@@ -53,8 +54,6 @@ from callcontrol.domain.vocabulary import (  # noqa: E402
     NumberKind,
     NumberState,
 )
-from callcontrol.engine.call_runner import CallRunner  # noqa: E402
-from callcontrol.engine.dispatcher import Dispatcher  # noqa: E402
 from callcontrol.engine.routers import InboundRouter  # noqa: E402
 from callcontrol.engine.supervisor import TaskSupervisor  # noqa: E402
 
@@ -133,22 +132,13 @@ class Harness:
         voicemail = Voicemail()
         router = InboundRouter(directory=Directory(number()), policy=RoutingPolicy())
 
-        def new_runner(start: StasisStart, index: dict[str, CallRunner]) -> CallRunner:
-            return CallRunner(
-                start=start,
-                ari_client=ari,
-                router=router,
-                ledger=self.ledger,
-                voicemail=voicemail,
-                jobs=self.jobs,
-                index=index,
-            )
-
-        self.dispatcher = Dispatcher(
+        self.dispatcher = call_dispatcher(
             ari_client=ari,
+            router=router,
             ledger=self.ledger,
-            new_runner=new_runner,
+            voicemail=voicemail,
             calls=self.calls,
+            jobs=self.jobs,
         )
         self._template = sample_event("StasisStart")
         self._template["args"] = ["inbound", DID[1:]]

@@ -22,13 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.ari import events as ari_events
 from callcontrol.ari.client import AriClient
-from callcontrol.ari.events import AriEvent
+from callcontrol.ari.errors import AriError
 from callcontrol.ari.stream import AriEventStream
 from callcontrol.db.engine import create_engine, session_factory
+from callcontrol.domain.call_events import ObservedCall
 from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
+from callcontrol.engine.admission import Admission, AdmissionLimits, SheddingRouter
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.lease import AppLease
+from callcontrol.engine.outbox import CallOutbox
+from callcontrol.engine.ports import AriPort, CallLedger, VoicemailBox
 from callcontrol.engine.routers import CallRouter, DirectionRouter, InboundRouter, OutboundRouter
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.engine.translate import WANTED_EVENTS
@@ -70,7 +75,7 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
     )
 
 
-def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> CallRouter:
+def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DirectionRouter:
     """Inbound calls by the DID's state, outbound calls by the SIP account's."""
     policy = routing_policy(settings)
     return DirectionRouter(
@@ -85,6 +90,42 @@ def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
             ),
         ),
     )
+
+
+def call_dispatcher(
+    *,
+    ari_client: AriPort,
+    router: CallRouter,
+    ledger: CallLedger,
+    voicemail: VoicemailBox,
+    calls: TaskSupervisor,
+    jobs: TaskSupervisor,
+    settle_s: float = 0.5,
+) -> Dispatcher:
+    """The call engine proper: a runner per call, wired to the outbox that stores it.
+
+    The one place it is assembled; the benchmarks and component tests build it
+    here too, around their fakes."""
+    outbox = CallOutbox(ari=ari_client, ledger=ledger, voicemail=voicemail, jobs=jobs)
+
+    def new_runner(
+        start: ari_events.StasisStart,
+        index: dict[str, CallRunner],
+        *,
+        adopt: ObservedCall | None = None,
+        call_id: str | None = None,
+    ) -> CallRunner:
+        return CallRunner(
+            start=start,
+            ari_client=ari_client,
+            router=router,
+            outbox=outbox,
+            index=index,
+            adopt=adopt,
+            call_id=call_id,
+        )
+
+    return Dispatcher(ari_client=ari_client, new_runner=new_runner, calls=calls, settle_s=settle_s)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -112,32 +153,61 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     )
     sessions = app[SESSIONS]
     metrics = app[CALL_METRICS]
-    router = TimedRouter(call_router(settings, sessions), metrics=metrics)
+    calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
+    limits = AdmissionLimits(
+        max_calls=settings.calls.max_active_calls,
+        max_ari_in_flight=settings.calls.max_ari_in_flight,
+        max_ari_latency_s=settings.calls.max_ari_latency_ms / 1000,
+    )
+    shedding = SheddingRouter(
+        inner=call_router(settings, sessions),
+        admission=Admission(limits, active_calls=lambda: len(calls), ari=client),
+    )
+    router = TimedRouter(shedding, metrics=metrics)
     ledger = CountingLedger(SqlCallLedger(sessions=sessions), metrics=metrics)
     voicemail = MailingVoicemailBox(
         sessions=sessions, media_root=settings.media.root, mailer=SmtpMailer(settings.smtp)
     )
-    calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
+    dispatcher = call_dispatcher(
+        ari_client=client, router=router, ledger=ledger, voicemail=voicemail, calls=calls, jobs=jobs
+    )
+    lease = AppLease(
+        client,
+        ari_settings.app,
+        ttl_s=ari_settings.lease_ttl_s,
+        replaced_holdoff_s=ari_settings.replaced_holdoff_s,
+    )
+    stream: AriEventStream
 
-    def new_runner(start: ari_events.StasisStart, index: dict[str, CallRunner]) -> CallRunner:
-        return CallRunner(
-            start=start,
-            ari_client=client,
-            router=router,
-            ledger=ledger,
-            voicemail=voicemail,
-            jobs=jobs,
-            index=index,
-        )
-
-    dispatcher = Dispatcher(ari_client=client, ledger=ledger, new_runner=new_runner, calls=calls)
+    async def set_event_filter() -> None:
+        try:
+            await client.set_event_filter(allowed=list(WANTED_EVENTS), disallowed=None)
+        except AriError as exc:
+            log.warning("ari_event_filter_failed", error=str(exc))
 
     async def on_connected() -> None:
-        await client.set_event_filter(allowed=list(WANTED_EVENTS), disallowed=None)
-        await dispatcher.resync()
+        # Returns at once: events flow while the filter is set and calls reconciled.
+        jobs.spawn(set_event_filter(), name="event-filter")
+        dispatcher.connected()
 
-    def on_event(event: AriEvent) -> None:
-        dispatcher.on_event(event)
+    def on_replaced() -> None:
+        lease.replaced()
+        dispatcher.release_all()
+
+    async def keep_lease() -> None:
+        while True:
+            await asyncio.sleep(lease.renew_every_s)
+            if not stream.connected:
+                continue
+            try:
+                still_ours = await lease.renew()
+            except AriError as exc:
+                log.warning("ari_lease_renew_failed", error=str(exc))
+                continue
+            if not still_ours:
+                log.error("ari_lease_lost", other=lease.other)
+                dispatcher.release_all()
+                await stream.disconnect()
 
     stream = AriEventStream(
         app[HTTP_CLIENT],
@@ -145,19 +215,41 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         ari_settings.username,
         password,
         ari_settings.app,
-        on_event=on_event,
+        on_event=dispatcher.on_event,
         on_connected=on_connected,
         max_backoff_s=ari_settings.reconnect_max_backoff_s,
+        before_connect=lease.hold,
+        on_replaced=on_replaced,
     )
-    engine = CallEngine(dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs)
+    engine = CallEngine(
+        dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs, lease=lease, router=shedding
+    )
     app[ENGINE] = engine
-    stream_task = jobs.spawn(stream.run(), name="ari-events")
+    background = [
+        jobs.spawn(stream.run(), name="ari-events"),
+        jobs.spawn(keep_lease(), name="ari-lease"),
+        jobs.spawn(
+            dispatcher.watch(
+                ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
+            ),
+            name="call-watchdog",
+        ),
+    ]
     yield
-    stream_task.cancel()
+    for task in background:
+        task.cancel()
+    # A stop is a restart as far as calls go: leave them talking in Asterisk,
+    # untouched; the next engine (or a standby, once the lease is free) adopts them.
+    dispatcher.release_all()
     await calls.drain(seconds=2.0)
     await calls.close()
+    try:
+        await lease.release()
+    except AriError as exc:
+        log.warning("ari_lease_release_failed", error=str(exc))
     await jobs.drain(seconds=5.0)
     await jobs.close()
+    await client.close()
 
 
 async def _billing(app: web.Application) -> AsyncIterator[None]:

@@ -9,7 +9,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callcontrol.ari.stream import AriEventStream
+from callcontrol.engine.admission import SheddingRouter
 from callcontrol.engine.dispatcher import Dispatcher
+from callcontrol.engine.lease import AppLease
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.settings import Settings
 
@@ -20,6 +22,8 @@ class CallEngine:
     stream: AriEventStream
     calls: TaskSupervisor
     jobs: TaskSupervisor
+    lease: AppLease
+    router: SheddingRouter
 
 
 SETTINGS = web.AppKey("settings", Settings)

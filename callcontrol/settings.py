@@ -29,6 +29,13 @@ class AriSettings(_Part):
     password: SecretStr = SecretStr("callcontrol")
     app: str = Field(default="callcontrol", pattern=r"^[A-Za-z0-9_.-]+$")
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0)
+    lease_ttl_s: float = Field(default=6.0, ge=1.0, le=120.0)
+    """One engine per app (``engine/lease.py``): a standby takes over this long
+    after the active engine stopped renewing (at once if it died on this host)."""
+    replaced_holdoff_s: float = Field(default=60.0, gt=0)
+    """After another client took the app without a lease: wait before retaking."""
+    watchdog_s: float = Field(default=30.0, ge=1.0)
+    """How often the engine reconciles its calls with what Asterisk holds."""
 
 
 class AmiSettings(_Part):
@@ -86,6 +93,11 @@ class CallSettings(_Part):
     voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
     pstn_low_credit_warning_s: int = Field(default=30, ge=0)
     outbound_ring_timeout_s: int = Field(default=60, ge=5, le=300)
+    # Admission control (engine/admission.py): beyond any of these a new call
+    # gets 503 at once, without a database lookup.
+    max_active_calls: int = Field(default=2000, ge=1)
+    max_ari_in_flight: int = Field(default=64, ge=1)
+    max_ari_latency_ms: int = Field(default=500, ge=1)
 
 
 class BillingSettings(_Part):

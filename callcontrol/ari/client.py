@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -52,6 +53,7 @@ __all__ = ["AriClient"]
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 _CHANNEL_LIST: TypeAdapter[list[Channel]] = TypeAdapter(list[Channel])
+_BRIDGE_LIST: TypeAdapter[list[Bridge]] = TypeAdapter(list[Bridge])
 Params = dict[str, str]
 
 
@@ -62,6 +64,8 @@ def basic_auth_header(username: str, password: str) -> str:
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
+_LATENCY_WEIGHT = 0.1
+"""Of each request in ``AriClient.latency_s``: the average follows about the last 20."""
 
 
 def _seg(value: str) -> str:
@@ -118,6 +122,10 @@ class AriClient:
         )
         self._timeout_s = request_timeout_s
         self._file_timeout_s = file_timeout_s
+        self.in_flight = 0
+        """REST requests sent and not yet answered (Asterisk's backlog, as we see it)."""
+        self.latency_s = 0.0
+        """Moving average of the REST round trip (how responsive Asterisk is now)."""
 
     @property
     def app(self) -> str:
@@ -156,12 +164,19 @@ class AriClient:
         """Send one request; return the body of a 2xx answer, else raise a typed error."""
         timeout = timeout_s or self._timeout_s
         request = self._encode(method, path, params, body)
+        started = time.monotonic()
+        self.in_flight += 1
         try:
             status, reason, data = await self._pool.request(method, request, timeout)
         except TimeoutError:
             raise AriUnavailable(method, path, None, f"no answer within {timeout} s") from None
         except OSError as exc:
             raise AriUnavailable(method, path, None, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self.in_flight -= 1
+            if timeout_s is None:  # not a file download: a measure of Asterisk's pace
+                took = time.monotonic() - started
+                self.latency_s += (took - self.latency_s) * _LATENCY_WEIGHT
         if 200 <= status < 300:
             return data
         raise error_for_status(method, path, status, _asterisk_message(data, reason))
@@ -247,6 +262,10 @@ class AriClient:
     async def stop_playback(self, playback_id: str) -> None:
         await self._request("DELETE", f"/playbacks/{_seg(playback_id)}")
 
+    async def get_playback(self, playback_id: str) -> Playback:
+        """A playback still queued or playing (`AriNotFound` once it is over)."""
+        return await self._model(Playback, "GET", f"/playbacks/{_seg(playback_id)}")
+
     async def create_channel(
         self,
         endpoint: str,
@@ -320,12 +339,15 @@ class AriClient:
 
     async def list_channels(self) -> list[Channel]:
         """All channels in Asterisk (not only ours); filter on `dialplan.app_data` or ids."""
-        data = await self._request("GET", "/channels")
+        return await self._list(_CHANNEL_LIST, "/channels")
+
+    async def _list(self, adapter: TypeAdapter[list[_ModelT]], path: str) -> list[_ModelT]:
+        data = await self._request("GET", path)
         try:
-            return _CHANNEL_LIST.validate_json(data)
+            return adapter.validate_json(data)
         except ValidationError as exc:
             raise AriProtocolError(
-                f"GET /channels: unexpected body: {exc.error_count()} errors", data
+                f"GET {path}: unexpected body: {exc.error_count()} errors", data
             ) from None
 
     async def record(
@@ -375,10 +397,14 @@ class AriClient:
     async def create_bridge(
         self, bridge_id: str, type: str = "mixing", name: str | None = None
     ) -> Bridge:
-        params: Params = {"type": type, "bridgeId": bridge_id}
-        if name is not None:
-            params["name"] = name
+        """Create a bridge; its name is our app's unless given, so `list_bridges`
+        can tell ours from those of other applications on the same Asterisk."""
+        params: Params = {"type": type, "bridgeId": bridge_id, "name": name or self._app}
         return await self._model(Bridge, "POST", "/bridges", params=params)
+
+    async def list_bridges(self) -> list[Bridge]:
+        """All bridges in Asterisk (filter on `name` for ours)."""
+        return await self._list(_BRIDGE_LIST, "/bridges")
 
     async def add_channel(self, bridge_id: str, channels: Sequence[str]) -> None:
         params: Params = {"channel": ",".join(channels)}
@@ -400,6 +426,10 @@ class AriClient:
 
     async def delete_stored_recording(self, name: str) -> None:
         await self._request("DELETE", f"/recordings/stored/{_seg(name)}")
+
+    async def get_live_recording(self, name: str) -> LiveRecording:
+        """A recording in progress (`AriNotFound` once it has ended)."""
+        return await self._model(LiveRecording, "GET", f"/recordings/live/{_seg(name)}")
 
     async def stop_live_recording(self, name: str) -> None:
         """Stop and keep the recording (RecordingFinished follows)."""
@@ -425,6 +455,19 @@ class AriClient:
 
     async def get_application(self) -> Application:
         return await self._model(Application, "GET", f"/applications/{_seg(self._app)}")
+
+    async def get_global_variable(self, name: str) -> str:
+        """A global dialplan variable ('' when unset)."""
+        data = await self._request("GET", "/asterisk/variable", params={"variable": name})
+        try:
+            value = json.loads(data).get("value", "")
+        except (ValueError, AttributeError):
+            raise AriProtocolError("GET /asterisk/variable: unexpected body", data) from None
+        return value if isinstance(value, str) else ""
+
+    async def set_global_variable(self, name: str, value: str) -> None:
+        params: Params = {"variable": name, "value": value}
+        await self._request("POST", "/asterisk/variable", params=params)
 
     async def info(self) -> AsteriskInfo:
         return await self._model(AsteriskInfo, "GET", "/asterisk/info")

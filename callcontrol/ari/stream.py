@@ -21,12 +21,13 @@ and runs until cancelled. The rules it keeps:
   it returns, so the engine must accept events about channels it has just
   learnt of from the listing. If it raises, the error is logged and reading
   goes on.
+- `before_connect()`, when given, is awaited before every connection attempt:
+  the engine holds its lease there (`engine/lease.py`) and so stands by while
+  another engine serves the app.
 - `ApplicationReplaced` (another WebSocket took our app name) is delivered to
-  `on_event`, logged as an error, and the socket is closed; we reconnect after
-  the full `max_backoff_s`. We do not give up: a restarted engine must be able
-  to take over from a stale one. Two live engines on one app name therefore
-  take the app from each other at most once per `max_backoff_s` each, with an
-  error logged every time: run one engine per Asterisk.
+  `on_event`, the socket is closed and `on_replaced()` is called; without a
+  `before_connect` gate we reconnect after the full `max_backoff_s`.
+- `disconnect()` closes the current WebSocket (the engine lost its lease).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class AriEventStream:
         on_connected: Callable[[], Awaitable[None]] | None = None,
         max_backoff_s: float = 10.0,
         *,
+        before_connect: Callable[[], Awaitable[None]] | None = None,
+        on_replaced: Callable[[], None] | None = None,
         initial_backoff_s: float = 0.1,
         stable_after_s: float = 1.0,
         heartbeat_s: float = 5.0,
@@ -95,6 +98,9 @@ class AriEventStream:
         self._app = app
         self._on_event = on_event
         self._on_connected = on_connected
+        self._before_connect = before_connect
+        self._on_replaced = on_replaced
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._max_backoff_s = max_backoff_s
         self._initial_backoff_s = initial_backoff_s
         self._stable_after_s = stable_after_s
@@ -123,7 +129,10 @@ class AriEventStream:
                     log.exception("ari.events.unexpected_error", app=self._app)
                     outcome = _Outcome.CONNECT_FAILED
                 if outcome is _Outcome.REPLACED:
-                    delay = self._max_backoff_s
+                    if self._on_replaced is not None:
+                        self._on_replaced()
+                    gated = self._before_connect is not None
+                    delay = self._initial_backoff_s if gated else self._max_backoff_s
                 else:
                     stayed_up = time.monotonic() - started >= self._stable_after_s
                     if outcome is _Outcome.DROPPED and stayed_up:
@@ -144,10 +153,19 @@ class AriEventStream:
         step = min(self._max_backoff_s, self._initial_backoff_s * 2.0 ** min(failures, 30))
         return step * random.uniform(0.5, 1.0)
 
+    async def disconnect(self) -> None:
+        """Close the current WebSocket, if any (the stream then reconnects)."""
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            await ws.close()
+
     async def _connect_and_read(self) -> _Outcome:
+        if self._before_connect is not None:
+            await self._before_connect()
         ws = await self._connect()
         if ws is None:
             return _Outcome.CONNECT_FAILED
+        self._ws = ws
         async with ws:
             self.connected = True
             if self._ever_connected:
@@ -164,6 +182,7 @@ class AriEventStream:
                 outcome = await self._read(ws)
             finally:
                 self.connected = False
+                self._ws = None
         log.warning(
             "ari.events.disconnected",
             app=self._app,
@@ -216,7 +235,6 @@ class AriEventStream:
                 log.error(
                     "ari.events.application_replaced",
                     app=self._app,
-                    retry_in_s=self._max_backoff_s,
                     hint="another client connected with the same app name",
                 )
                 return _Outcome.REPLACED

@@ -81,6 +81,34 @@ class CommandFailed:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ObservedLeg:
+    """A leg channel Asterisk still has for a call the engine did not follow."""
+
+    position: int
+    up: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedCall:
+    """What Asterisk still holds of a call whose engine went away (a restart, a
+    takeover, a lost event stream), gathered by the shell when it adopts it."""
+
+    caller_present: bool
+    caller_up: bool
+    legs: tuple[ObservedLeg, ...]
+    bridged_position: int | None
+    """The leg in the call's bridge, if the bridge exists and holds one."""
+    bridged_at: datetime | None
+    """The bridge's creation: the moment the call was answered."""
+    playing: str | None
+    """The id of a playback of ours still running on the caller, if any."""
+    recording: bool
+    """The caller's voicemail recording is still going on."""
+    at: datetime
+
+
 CallEvent = (
     PlaybackFinished
     | LegRinging
@@ -151,6 +179,16 @@ class Bridge:
     position: int
     channel_id: str
     bridge_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimitLeg:
+    """Have Asterisk itself end the leg after ``seconds`` (``TIMEOUT(absolute)``).
+
+    The credit cap of a bridged PSTN leg: it holds while no engine is connected."""
+
+    channel_id: str
+    seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +270,7 @@ Command = (
     | HangupLeg
     | HangupCaller
     | Bridge
+    | LimitLeg
     | StartTimer
     | CancelTimer
     | Record

@@ -18,17 +18,26 @@ reads a clock: every event carries its time. Rules kept here:
   moves on to the next leg;
 - nobody answered -> voicemail when the number has it, else the caller gets
   486 if any leg was busy, 480 if any did not answer, 503 if all failed;
-- a bridged PSTN leg is cut when the balance it may spend is used up;
+- a bridged PSTN leg is cut when the balance it may spend is used up, by the
+  call's timer and by Asterisk itself (``LimitLeg``), so the cap holds while
+  no engine is connected;
+- a call whose engine went away is adopted from what Asterisk still holds of
+  it (``adopt``): a bridged call keeps talking and ends with a true CDR, a
+  ringing one keeps ringing, a greeting, voicemail greeting or recording goes
+  on; what cannot be told apart is ended cleanly, with its CDR;
+- a call whose shell failed (``fail``) is ended: 503 for a caller not yet
+  answered, so the carrier may retry, and a CDR all the same;
 - the call ends exactly once, with one ``Finish`` carrying its CDR.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum, auto
 
 from callcontrol.domain import call_events as ev
+from callcontrol.domain import contract
 from callcontrol.domain.call_events import CallEvent, Command
 from callcontrol.domain.rating import chargeable_seconds
 from callcontrol.domain.routing import (
@@ -108,28 +117,28 @@ class InboundCall:
         self.bridged_at: datetime | None = None
         self.voicemail_at: datetime | None = None
         self.winner: _Leg | None = None
-        self.recording_name = _safe_id(f"vm-{call_id}")
+        self.recording_name = contract.recording_name(call_id)
         self.legs: dict[int, _Leg] = {}
         if isinstance(decision, ForwardingPlan):
             for leg in decision.legs:
-                self.legs[leg.position] = _Leg(leg, _safe_id(f"{call_id}-leg{leg.position}"))
+                self.legs[leg.position] = _Leg(leg, contract.leg_channel_id(call_id, leg.position))
 
     # ---- ids ----------------------------------------------------------------
     @property
     def greeting_playback(self) -> str:
-        return _safe_id(f"{self.call_id}-greeting")
+        return contract.playback_id(self.call_id, "greeting")
 
     @property
     def ringback_playback(self) -> str:
-        return _safe_id(f"{self.call_id}-ringback")
+        return contract.playback_id(self.call_id, "ringback")
 
     @property
     def voicemail_playback(self) -> str:
-        return _safe_id(f"{self.call_id}-vmgreeting")
+        return contract.playback_id(self.call_id, "vmgreeting")
 
     @property
     def bridge_id(self) -> str:
-        return _safe_id(f"{self.call_id}-bridge")
+        return contract.bridge_id(self.call_id)
 
     @property
     def done(self) -> bool:
@@ -149,6 +158,148 @@ class InboundCall:
             self.caller_answered = True
             return [ev.Answer(), ev.Play(self.greeting_playback, decision.greeting_media)]
         return self._start_forwarding(at)
+
+    def adopt(self, seen: ev.ObservedCall) -> list[Command]:
+        """Take the call over from what Asterisk still holds of it (see module notes)."""
+        at, decision = seen.at, self.decision
+        self.caller_answered = seen.caller_up
+        present = {leg.position: leg for leg in seen.legs if leg.position in self.legs}
+        for position, observed in present.items():
+            self.legs[position].started_at = observed.created_at
+        if present:
+            self.forwarding_started_at = min(leg.created_at for leg in present.values())
+        hangups = [
+            ev.HangupLeg(position, self.legs[position].channel_id, CAUSE_NORMAL_CLEARING)
+            for position in present
+        ]
+        if isinstance(decision, Reject):
+            if not seen.caller_present:
+                return [*hangups, self._finish(Disposition.REJECTED, at, decision.cause)]
+            return [*hangups, *self._reject(decision, at)]
+        if seen.bridged_at is not None:
+            winner = self.legs.get(seen.bridged_position or 0) or self._gone_winner(present)
+            if winner is not None:
+                return self._adopt_bridged(winner, seen, present)
+        if not seen.caller_present:
+            for leg in self.legs.values():
+                leg.outcome = LegOutcome.CANCELLED if leg.started_at else LegOutcome.SKIPPED
+            return [*hangups, self._finish(Disposition.ABANDONED, at, CAUSE_NORMAL_CLEARING)]
+        if present:
+            return self._adopt_ringing(seen, present)
+        if seen.recording and self._plan().voicemail is not None:
+            self.phase, self.voicemail_at = Phase.RECORDING, at
+            return []
+        if seen.playing == self.greeting_playback:
+            self.phase = Phase.GREETING
+            return []
+        if seen.playing == self.voicemail_playback:
+            self.phase = Phase.VOICEMAIL_GREETING
+            return []
+        if not seen.caller_up:
+            return self.start()  # not yet forwarded: begin again
+        # Answered, nothing playing, nothing ringing: between two steps we cannot tell.
+        return [
+            ev.HangupCaller(CAUSE_NORMAL_CLEARING),
+            self._finish(Disposition.FAILED, at, CAUSE_NORMAL_CLEARING, "engine_restart"),
+        ]
+
+    def _adopt_bridged(
+        self, winner: _Leg, seen: ev.ObservedCall, present: dict[int, ev.ObservedLeg]
+    ) -> list[Command]:
+        at, answered = seen.at, seen.bridged_at
+        assert answered is not None
+        winner.answered_at, winner.outcome = answered, LegOutcome.ANSWERED
+        self.winner, self.bridged_at, self.phase = winner, answered, Phase.BRIDGED
+        self.caller_answered = True
+        if winner.started_at is None:
+            winner.started_at = answered
+        commands: list[Command] = []
+        for position in present:
+            other = self.legs[position]
+            if other is not winner:
+                other.outcome = LegOutcome.CANCELLED
+                commands.append(ev.HangupLeg(position, other.channel_id, CAUSE_ANSWERED_ELSEWHERE))
+        cap = winner.plan.max_talk_s
+        if seen.caller_present and winner.plan.position in present:
+            if cap is None:
+                return commands
+            remaining = max(cap, 1) - (at - answered).total_seconds()
+            if remaining > 0:
+                return [*commands, ev.StartTimer("credit", remaining)]
+            return [*commands, *self._on_timer(ev.TimerFired("credit", at))]
+        # One side hung up while nobody watched: the talk ended at an unknown
+        # moment before now; Asterisk's own cap bounds a PSTN leg's share.
+        ended = at if cap is None else min(at, answered + timedelta(seconds=max(cap, 1)))
+        winner.ended_at = ended
+        if winner.plan.position in present:
+            commands.append(
+                ev.HangupLeg(winner.plan.position, winner.channel_id, CAUSE_NORMAL_CLEARING)
+            )
+        if seen.caller_present:
+            commands.append(ev.HangupCaller(CAUSE_NORMAL_CLEARING))
+        return [*commands, self._finish(Disposition.ANSWERED, ended, CAUSE_NORMAL_CLEARING)]
+
+    def _gone_winner(self, present: dict[int, ev.ObservedLeg]) -> _Leg | None:
+        """The bridge exists but its leg is gone: the first leg Asterisk no longer has."""
+        gone = [
+            leg
+            for leg in self.legs.values()
+            if leg.plan.position not in present and not leg.plan.skipped
+        ]
+        return gone[0] if gone else None
+
+    def _adopt_ringing(
+        self, seen: ev.ObservedCall, present: dict[int, ev.ObservedLeg]
+    ) -> list[Command]:
+        at = seen.at
+        self.phase = Phase.RINGING
+        self.ringback_playing = seen.caller_up
+        first_present = min(present)
+        for leg in self.legs.values():
+            if leg.plan.skipped:
+                leg.outcome = LegOutcome.SKIPPED
+            elif leg.plan.position not in present and (
+                self._plan().mode is ForwardingMode.SIMULTANEOUS
+                or leg.plan.position < first_present
+            ):
+                leg.outcome = LegOutcome.FAILED  # tried while nobody watched; how it ended is lost
+        commands: list[Command] = []
+        answered: list[int] = []
+        for position, observed in present.items():
+            leg = self.legs[position]
+            left = leg.plan.ring_timeout_s - (at - observed.created_at).total_seconds()
+            commands.append(ev.StartTimer(_leg_timer(leg), max(left, 0.1)))
+            if observed.up:
+                answered.append(position)
+        for position in answered:
+            commands += self._on_leg_answered(ev.LegAnswered(position, at))
+        return commands
+
+    def fail(self, at: datetime) -> list[Command]:
+        """The shell failed this call: end it safely, with a CDR (see module notes)."""
+        if self.phase is Phase.DONE:
+            return []
+        commands: list[Command] = []
+        for leg in self.legs.values():
+            if leg.live or (leg is self.winner and leg.ended_at is None):
+                if leg.outcome is None:
+                    leg.outcome = LegOutcome.CANCELLED
+                leg.ended_at = leg.ended_at or at
+                commands.append(
+                    ev.HangupLeg(leg.plan.position, leg.channel_id, CAUSE_NORMAL_CLEARING)
+                )
+        if self.phase is Phase.BRIDGED:
+            return [
+                *commands,
+                ev.HangupCaller(CAUSE_NORMAL_CLEARING),
+                self._finish(Disposition.ANSWERED, at, CAUSE_NORMAL_CLEARING),
+            ]
+        cause = CAUSE_NORMAL_CLEARING if self.caller_answered else contract.CAUSE_RETRY_ELSEWHERE
+        return [
+            *commands,
+            ev.HangupCaller(cause),
+            self._finish(Disposition.FAILED, at, cause, "engine_error"),
+        ]
 
     def handle(self, event: CallEvent) -> list[Command]:
         if self.phase is Phase.DONE:
@@ -305,7 +456,11 @@ class InboundCall:
             commands.append(ev.Answer())
         commands.append(ev.Bridge(leg.plan.position, leg.channel_id, self.bridge_id))
         if leg.plan.max_talk_s is not None:
-            commands.append(ev.StartTimer("credit", float(max(leg.plan.max_talk_s, 1))))
+            allowed = max(leg.plan.max_talk_s, 1)
+            commands += [
+                ev.LimitLeg(leg.channel_id, allowed),
+                ev.StartTimer("credit", float(allowed)),
+            ]
         return commands
 
     def _on_leg_ended(self, event: ev.LegEnded) -> list[Command]:
@@ -387,7 +542,14 @@ class InboundCall:
     def _on_command_failed(self, event: ev.CommandFailed) -> list[Command]:
         command = event.command
         if isinstance(command, ev.DialLeg):
-            return self._on_leg_ended(ev.LegEnded(command.position, CAUSE_CONGESTION, event.at))
+            moved_on = self._on_leg_ended(ev.LegEnded(command.position, CAUSE_CONGESTION, event.at))
+            # An originate that timed out may still have happened: leave no leg ringing.
+            cleanup = (
+                []
+                if event.gone
+                else [ev.HangupLeg(command.position, command.channel_id, CAUSE_NORMAL_CLEARING)]
+            )
+            return [*cleanup, *moved_on]
         if isinstance(command, ev.Play):
             # A missing or unplayable file must not lose the call: go on without it.
             return self._on_playback_finished(ev.PlaybackFinished(command.playback_id, event.at))
@@ -400,7 +562,9 @@ class InboundCall:
         return []
 
     # ---- the record -----------------------------------------------------------
-    def _finish(self, disposition: Disposition, at: datetime, cause: int | None) -> ev.Finish:
+    def _finish(
+        self, disposition: Disposition, at: datetime, cause: int | None, reason: str | None = None
+    ) -> ev.Finish:
         self.phase = Phase.DONE
         decision = self.decision
         answered_at = self.bridged_at or self.voicemail_at
@@ -420,7 +584,7 @@ class InboundCall:
                 ended_at=at,
                 disposition=disposition,
                 cause=cause,
-                reject_reason=decision.reason if isinstance(decision, Reject) else None,
+                reject_reason=decision.reason if isinstance(decision, Reject) else reason,
                 answered_position=self.winner.plan.position if self.winner else None,
                 ring_ms=_ms(ring_from, ring_to) if ring_from else 0,
                 talk_ms=_ms(answered_at, at) if answered_at else 0,
@@ -456,7 +620,3 @@ def _leg_timer(leg: _Leg) -> str:
 
 def _ms(start: datetime, end: datetime) -> int:
     return max(0, int((end - start).total_seconds() * 1000))
-
-
-def _safe_id(raw: str) -> str:
-    return raw.replace(".", "_")

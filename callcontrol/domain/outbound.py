@@ -26,6 +26,7 @@ from callcontrol.domain.callerid import (
     normalise_dialled,
     parse_e164,
 )
+from callcontrol.domain.contract import CAUSE_INVALID_NUMBER_FORMAT as CAUSE_INVALID_NUMBER_FORMAT
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.domain.rating import Rate, max_talk_seconds
 from callcontrol.domain.routing import (
@@ -37,8 +38,6 @@ from callcontrol.domain.routing import (
     leg_endpoint,
 )
 from callcontrol.domain.vocabulary import CallDirection, DestinationType, ForwardingMode
-
-CAUSE_INVALID_NUMBER_FORMAT = 28  # -> SIP 484
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from callcontrol.domain.contract import (  # re-exported: the core's modules import them here
+    CAUSE_ANSWERED_ELSEWHERE as CAUSE_ANSWERED_ELSEWHERE,
+)
+from callcontrol.domain.contract import CAUSE_CALL_REJECTED as CAUSE_CALL_REJECTED
+from callcontrol.domain.contract import CAUSE_CONGESTION as CAUSE_CONGESTION
+from callcontrol.domain.contract import CAUSE_NO_ANSWER as CAUSE_NO_ANSWER
+from callcontrol.domain.contract import CAUSE_NO_USER_RESPONSE as CAUSE_NO_USER_RESPONSE
+from callcontrol.domain.contract import CAUSE_NORMAL_CLEARING as CAUSE_NORMAL_CLEARING
+from callcontrol.domain.contract import CAUSE_UNALLOCATED as CAUSE_UNALLOCATED
+from callcontrol.domain.contract import CAUSE_USER_BUSY as CAUSE_USER_BUSY
 from callcontrol.domain.lifecycle import CallAdmission, can_take_calls
 from callcontrol.domain.rating import Rate, max_talk_seconds
 from callcontrol.domain.vocabulary import (
@@ -32,15 +42,6 @@ from callcontrol.domain.vocabulary import (
     NumberKind,
     NumberState,
 )
-
-CAUSE_UNALLOCATED = 1  # -> SIP 404
-CAUSE_NORMAL_CLEARING = 16
-CAUSE_USER_BUSY = 17  # -> SIP 486
-CAUSE_NO_USER_RESPONSE = 18  # -> SIP 408
-CAUSE_NO_ANSWER = 19  # -> SIP 480
-CAUSE_CALL_REJECTED = 21  # -> SIP 403
-CAUSE_ANSWERED_ELSEWHERE = 26
-CAUSE_CONGESTION = 34  # -> SIP 503
 
 
 @dataclass(frozen=True, slots=True)

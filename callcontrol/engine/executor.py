@@ -3,8 +3,15 @@
 Every request that fails is reported back to the call as ``CommandFailed``
 (``gone`` when Asterisk says the channel no longer exists), so the state
 machine decides what a failure means. Hang-ups and playback stops of things
-already gone are done, not failures. Timers are the call's own: they fire
-``TimerFired`` into the call's queue.
+already gone are done, not failures; a hang-up Asterisk did not answer is
+tried again (``HANGUP_RETRIES_S``) and, if it still fails, logged as an
+error: the dispatcher's reconciliation ends that channel later. Timers are the
+call's own: they fire ``TimerFired`` into the call's queue. ``Finish`` and
+``SaveVoicemail`` are carried out here too, through the call's outbox.
+
+The bridge's id is the call's (``contract.bridge_id``) and it is remembered
+before it is created: a create that timed out but happened in Asterisk is
+still destroyed when the call ends.
 
 A leg is one request: ``POST /channels`` (originate) into our application,
 with the caller as ``originator``. Asterisk creates the channel, subscribes
@@ -26,6 +33,7 @@ caller channel's CallerID is set to it first, once per call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -33,9 +41,14 @@ import structlog
 
 from callcontrol.ari.errors import AriError, AriNotFound
 from callcontrol.domain import call_events as ev
+from callcontrol.engine.outbox import CallOutbox
 from callcontrol.engine.ports import AriPort
 
 log = structlog.get_logger(__name__)
+
+HANGUP_RETRIES_S = (0.2, 1.0)
+"""Pauses before trying a failed hang-up again."""
+_HANGUPS = ev.HangupLeg | ev.HangupCaller
 
 
 class CallExecutor:
@@ -45,8 +58,8 @@ class CallExecutor:
         ari: AriPort,
         caller_channel_id: str,
         feed: Callable[[ev.CallEvent], None],
-        on_save_voicemail: Callable[[ev.SaveVoicemail], None],
-        on_finish: Callable[[ev.Finish], None],
+        outbox: CallOutbox,
+        leg_args: str,
         caller_number: str | None = None,
     ) -> None:
         self._ari = ari
@@ -54,20 +67,40 @@ class CallExecutor:
         self._caller_number = caller_number
         self._caller_presented: tuple[str | None, bool] | None = None
         self._feed = feed
-        self._save_voicemail = on_save_voicemail
-        self._finish = on_finish
+        self._outbox = outbox
+        self._leg_args = leg_args
+        self._voicemail: ev.SaveVoicemail | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.bridge_id: str | None = None
+        self.dialled_at: dict[str, float] = {}
+        """Leg channel id -> when (``time.monotonic``) Asterisk had it."""
+        self.finished = False
+        """The call's Finish was carried out (its CDR handed to the ledger)."""
 
     async def execute(self, commands: list[ev.Command]) -> None:
         for command in commands:
             try:
                 await self._one(command)
             except AriNotFound as exc:
-                if not isinstance(command, ev.HangupLeg | ev.HangupCaller | ev.StopPlayback):
+                if not isinstance(command, _HANGUPS | ev.StopPlayback):
                     self._failed(command, exc, gone=True)
             except AriError as exc:
-                self._failed(command, exc, gone=False)
+                if isinstance(command, _HANGUPS):
+                    await self._hangup_again(command, exc)
+                else:
+                    self._failed(command, exc, gone=False)
+
+    async def _hangup_again(self, command: ev.HangupLeg | ev.HangupCaller, exc: AriError) -> None:
+        for pause in HANGUP_RETRIES_S:
+            await asyncio.sleep(pause)
+            try:
+                await self._one(command)
+                return
+            except AriNotFound:
+                return
+            except AriError as again:
+                exc = again
+        log.error("hangup_failed", command=type(command).__name__, error=str(exc))
 
     def _failed(self, command: ev.Command, exc: AriError, *, gone: bool) -> None:
         log.warning("ari_command_failed", command=type(command).__name__, error=str(exc))
@@ -93,9 +126,11 @@ class CallExecutor:
             case ev.HangupCaller(cause=cause):
                 await ari.hangup(caller, reason_code=cause)
             case ev.Bridge(channel_id=leg, bridge_id=bridge_id):
+                self.bridge_id = bridge_id  # before: a create that times out may still happen
                 await ari.create_bridge(bridge_id, "mixing")
-                self.bridge_id = bridge_id
                 await ari.add_channel(bridge_id, [caller, leg])
+            case ev.LimitLeg(channel_id=leg, seconds=seconds):
+                await ari.set_variable(leg, "TIMEOUT(absolute)", str(seconds))
             case ev.StartTimer(name=name, seconds=seconds):
                 self._start_timer(name, seconds)
             case ev.CancelTimer(name=name):
@@ -113,9 +148,10 @@ class CallExecutor:
                     if_exists="overwrite",
                 )
             case ev.SaveVoicemail():
-                self._save_voicemail(command)
-            case ev.Finish():
-                self._finish(command)
+                self._voicemail = command  # delivered once the CDR is stored
+            case ev.Finish(record=record):
+                self.finished = True
+                await self._outbox.finish(record, self._voicemail)
 
     async def _present_caller_as(self, command: ev.DialLeg) -> None:
         """Make the caller's CallerID the one the leg must show (see module notes)."""
@@ -136,11 +172,12 @@ class CallExecutor:
         await self._ari.originate(
             command.endpoint,
             command.channel_id,
-            app_args="leg",
+            app_args=self._leg_args,
             # Asterisk's own dial timeout is a safety net; the call's timer decides.
             timeout_s=command.timeout_s + 5,
             originator=self._caller,
         )
+        self.dialled_at[command.channel_id] = time.monotonic()  # Asterisk has it now
 
     def _start_timer(self, name: str, seconds: float) -> None:
         old = self._timers.pop(name, None)
@@ -153,12 +190,13 @@ class CallExecutor:
         self._timers.pop(name, None)
         self._feed(ev.TimerFired(name, datetime.now(UTC)))
 
-    async def close(self) -> None:
-        """Cancel timers and remove the call's bridge, if any."""
+    async def close(self, *, keep_bridge: bool = False) -> None:
+        """Cancel timers and remove the call's bridge, if any (``keep_bridge``:
+        the call was handed to another engine, which owns it now)."""
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        if self.bridge_id is not None:
+        if self.bridge_id is not None and not keep_bridge:
             try:
                 await self._ari.destroy_bridge(self.bridge_id)
             except AriError:

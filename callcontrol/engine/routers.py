@@ -18,15 +18,19 @@ from typing import Protocol
 import structlog
 
 from callcontrol.ari import events as ari
+from callcontrol.domain.contract import (
+    ARG_INBOUND,
+    ARG_OUTBOUND,
+    CALL_DIRECTIONS,
+    CAUSE_RETRY_ELSEWHERE,
+    CAUSE_UNALLOCATED,
+)
 from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
 from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
 from callcontrol.domain.vocabulary import CallDirection
 from callcontrol.engine.ports import NumberDirectory, SipAccountDirectory
 
 log = structlog.get_logger(__name__)
-
-CAUSE_TEMPORARY_FAILURE = 41  # the engine could not decide (database down): -> SIP 503
-CAUSE_UNALLOCATED_NUMBER = 1  # -> SIP 404
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,7 @@ class InboundRouter:
         caller = channel.caller.number or None
         routed = RoutedCall(
             CallDirection.INBOUND,
-            Reject(CAUSE_UNALLOCATED_NUMBER, "malformed_did"),
+            Reject(CAUSE_UNALLOCATED, "malformed_did"),
             did or raw_did,
             caller,
         )
@@ -79,7 +83,7 @@ class InboundRouter:
             snapshot = await self._directory.snapshot(did)
         except Exception:
             log.exception("number_lookup_failed")
-            return replace(routed, decision=Reject(CAUSE_TEMPORARY_FAILURE, "lookup_failed"))
+            return replace(routed, decision=Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"))
         decision = decide_inbound(
             snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy
         )
@@ -97,7 +101,7 @@ class OutboundRouter:
         dialled = stasis_arg(start, 1) or start.channel.dialplan.exten
         login = stasis_arg(start, 2)
         routed = RoutedCall(
-            CallDirection.OUTBOUND, Reject(CAUSE_TEMPORARY_FAILURE, "lookup_failed"), dialled, login
+            CallDirection.OUTBOUND, Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"), dialled, login
         )
         try:
             facts = await self._accounts.facts(login) if login else None
@@ -117,11 +121,23 @@ class DirectionRouter:
     """Picks the router by the dialplan's first Stasis argument."""
 
     def __init__(self, *, inbound: CallRouter, outbound: CallRouter) -> None:
-        self._routers = {"inbound": inbound, "outbound": outbound}
+        self._routers = {ARG_INBOUND: inbound, ARG_OUTBOUND: outbound}
 
     @staticmethod
     def handles(start: ari.StasisStart) -> bool:
-        return start.args[:1] in (("inbound",), ("outbound",))
+        return bool(start.args) and start.args[0] in CALL_DIRECTIONS
+
+    def refuse(self, start: ari.StasisStart, reason: str) -> RoutedCall:
+        """A call turned away unlooked-up (the engine is saturated): 503, so the
+        carrier retries elsewhere; the CDR names what the dialplan said."""
+        direction = CallDirection(start.args[0])
+        number = stasis_arg(start, 1) or start.channel.dialplan.exten
+        if direction is CallDirection.INBOUND:
+            caller = start.channel.caller.number or None
+            number = normalise_did(number) or number
+        else:
+            caller = stasis_arg(start, 2)
+        return RoutedCall(direction, Reject(CAUSE_RETRY_ELSEWHERE, reason), number, caller)
 
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         routed = await self._routers[start.args[0]].route(start)

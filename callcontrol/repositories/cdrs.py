@@ -34,12 +34,11 @@ from callcontrol.db import ledger
 from callcontrol.db.models import Account, Cdr, CdrLeg
 from callcontrol.domain import rating
 from callcontrol.domain.call_events import CallRecord, LegRecord
+from callcontrol.domain.contract import SIP_CODE_OF_CAUSE
 from callcontrol.domain.vocabulary import LedgerKind
 
 log = structlog.get_logger(__name__)
 
-# Q.850 cause -> the SIP code chan_pjsip sends for it (checked on Asterisk 22).
-SIP_CODE_OF_CAUSE = {1: 404, 17: 486, 18: 408, 19: 480, 21: 403, 34: 503, 41: 503, 42: 503}
 
 _CDRS = cast(sa.Table, Cdr.__table__)
 _LEGS = cast(sa.Table, CdrLeg.__table__)

@@ -27,7 +27,14 @@ async def health(request: web.Request) -> web.Response:
     except Exception:  # any failure means "not reachable" here
         database_ok = False
     ari_ok = engine.stream.connected
-    body = {"ari_connected": ari_ok, "database_reachable": database_ok}
+    lease = engine.lease
+    body = {
+        "ari_connected": ari_ok,
+        "database_reachable": database_ok,
+        # A standby waits for the active engine's lease (engine/lease.py).
+        "role": "active" if lease.held and ari_ok else "standby" if not lease.held else "starting",
+        "lease_holder": lease.holder if lease.held else lease.other,
+    }
     return web.json_response(body, status=200 if ari_ok and database_ok else 503)
 
 
@@ -56,6 +63,29 @@ class _Scrape:
         )
         yield GaugeMetricFamily(
             "callcontrol_ari_connected", "1 while connected to ARI", value=int(stream.connected)
+        )
+        yield GaugeMetricFamily(
+            "callcontrol_ari_lease_held",
+            "1 while this engine holds its app's lease (0: standby)",
+            value=int(self._engine.lease.held),
+        )
+        yield CounterMetricFamily(
+            "callcontrol_calls_adopted",
+            "Calls taken over from Asterisk after a restart or takeover",
+            value=dispatcher.calls_adopted,
+        )
+        shed = CounterMetricFamily(
+            "callcontrol_calls_shed",
+            "New calls refused with 503 by admission control, by reason",
+            labels=["reason"],
+        )
+        for reason in ("overload_calls", "overload_ari_backlog", "overload_ari_slow"):
+            shed.add_metric([reason], self._engine.router.shed[reason])
+        yield shed
+        yield CounterMetricFamily(
+            "callcontrol_orphan_bridges_destroyed",
+            "Bridges of ours no call owned, destroyed by reconciliation",
+            value=dispatcher.bridges_destroyed,
         )
         yield from self._calls.collect()
 

@@ -230,11 +230,25 @@ async def test_continue_in_dialplan_sends_only_given_targets(rig: Rig) -> None:
 # -- bridges, recordings, applications, asterisk --------------------------------
 
 
-async def test_create_bridge_posts_type_and_our_id(rig: Rig) -> None:
+async def test_create_bridge_posts_type_our_id_and_our_app_as_its_name(rig: Rig) -> None:
     rig.fake.respond("POST", "/ari/bridges", body=sample_response("bridge"))
     bridge = await rig.client.create_bridge("br-1")
-    assert rig.last.query == {"type": "mixing", "bridgeId": "br-1"}
+    assert rig.last.query == {"type": "mixing", "bridgeId": "br-1", "name": rig.client.app}
     assert isinstance(bridge, Bridge)
+
+
+async def test_list_bridges_parses_every_bridge(rig: Rig) -> None:
+    rig.fake.respond("GET", "/ari/bridges", body=[sample_response("bridge")])
+    bridges = await rig.client.list_bridges()
+    assert [type(b) for b in bridges] == [Bridge] and rig.last.path == "/ari/bridges"
+
+
+async def test_global_variables_are_read_and_written(rig: Rig) -> None:
+    rig.fake.respond("GET", "/ari/asterisk/variable", body={"value": "me;12.5"})
+    assert await rig.client.get_global_variable("LEASE") == "me;12.5"
+    assert rig.last.query == {"variable": "LEASE"}
+    await rig.client.set_global_variable("LEASE", "you;1.0")
+    assert (rig.last.method, rig.last.query) == ("POST", {"variable": "LEASE", "value": "you;1.0"})
 
 
 async def test_add_and_remove_channels_send_a_comma_separated_list(rig: Rig) -> None:

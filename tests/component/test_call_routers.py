@@ -82,10 +82,10 @@ async def test_an_inbound_call_to_a_malformed_did_is_rejected_without_a_lookup()
     assert routed.number == "49abc" and directory.asked == []
 
 
-async def test_an_inbound_lookup_that_fails_becomes_a_temporary_failure() -> None:
+async def test_an_inbound_lookup_that_fails_becomes_a_503_rejection() -> None:
     router = InboundRouter(directory=NoNumbers(fail=True), policy=RoutingPolicy())
     routed = await router.route(stasis_start("inbound", "4930123456"))
-    assert routed.decision == Reject(41, "lookup_failed")
+    assert routed.decision == Reject(34, "lookup_failed")
     assert routed.number == "+4930123456" and routed.caller == "4915112345678"
 
 
@@ -126,11 +126,11 @@ async def test_an_outbound_call_that_may_not_go_out_is_rejected(
     assert isinstance(routed.decision, Reject) and routed.decision.reason == reason
 
 
-async def test_an_outbound_lookup_that_fails_becomes_a_temporary_failure() -> None:
+async def test_an_outbound_lookup_that_fails_becomes_a_503_rejection() -> None:
     routed = await outbound(Accounts(fail=True)).route(
         stasis_start("outbound", "+49305550123", "alice")
     )
-    assert routed.decision == Reject(41, "lookup_failed")
+    assert routed.decision == Reject(34, "lookup_failed")
     assert routed.caller == "alice"
 
 

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from support.fake_ari import FakeAri, sample_event, sample_response
 
+from callcontrol.app import call_dispatcher
 from callcontrol.ari.client import AriClient
-from callcontrol.ari.events import StasisStart
 from callcontrol.ari.stream import AriEventStream
 from callcontrol.domain.call_events import CallRecord
 from callcontrol.domain.routing import DestinationFacts, NumberSnapshot, RoutingPolicy
@@ -28,7 +28,6 @@ from callcontrol.domain.vocabulary import (
     NumberKind,
     NumberState,
 )
-from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.routers import InboundRouter
 from callcontrol.engine.supervisor import TaskSupervisor
@@ -117,20 +116,19 @@ async def rig() -> AsyncIterator[Rig]:
     async with fake.running() as base_url, aiohttp.ClientSession() as session:
         client = AriClient(session, base_url, fake.username, fake.password, "callcontrol")
 
-        def new_runner(start: StasisStart, index: dict[str, CallRunner]) -> CallRunner:
-            return CallRunner(
-                start=start,
-                ari_client=client,
-                router=router,
-                ledger=ledger,
-                voicemail=Voicemail(),
-                jobs=jobs,
-                index=index,
-            )
-
-        dispatcher = Dispatcher(
-            ari_client=client, ledger=ledger, new_runner=new_runner, calls=calls
+        dispatcher = call_dispatcher(
+            ari_client=client,
+            router=router,
+            ledger=ledger,
+            voicemail=Voicemail(),
+            calls=calls,
+            jobs=jobs,
+            settle_s=0.05,
         )
+
+        async def on_connected() -> None:
+            dispatcher.connected()
+
         stream = AriEventStream(
             session,
             base_url,
@@ -138,7 +136,7 @@ async def rig() -> AsyncIterator[Rig]:
             fake.password,
             "callcontrol",
             on_event=dispatcher.on_event,
-            on_connected=dispatcher.resync,
+            on_connected=on_connected,
         )
         task = asyncio.create_task(stream.run())
         for _ in range(300):
@@ -199,7 +197,8 @@ async def test_sequential_call_rings_the_next_leg_on_busy_then_bridges_the_answe
     originate = await rig.wait_request("POST", "/ari/channels", channelId=leg1)
     assert originate.query["endpoint"] == "PJSIP/callcontrol-external/sip:a@127.0.0.3:5080"
     assert originate.query["originator"] == CALLER
-    assert originate.query["app"] == "callcontrol" and originate.query["appArgs"] == "leg"
+    assert originate.query["app"] == "callcontrol"
+    assert originate.query["appArgs"] == f"leg,inbound,{DID}"  # whose call, should it be lost
     assert originate.query["timeout"] == "15"  # the leg's 10 s, and Asterisk's 5 s margin
 
     await rig.send(event("ChannelDestroyed", channel_id=leg1, cause=17))
@@ -239,23 +238,119 @@ async def test_a_leg_answering_after_its_call_ended_is_hung_up(rig: Rig) -> None
     assert request.query == {"reason_code": "16"}
 
 
-async def test_a_lookup_failure_rejects_with_a_temporary_failure(rig: Rig) -> None:
+async def test_a_lookup_failure_rejects_with_503_so_the_carrier_retries(rig: Rig) -> None:
     async def broken(did: str) -> NumberSnapshot | None:
         raise OSError("database down")
 
     rig.directory.snapshot = broken  # type: ignore[method-assign]
     await rig.send(start_event())
     request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
-    assert request.query == {"reason_code": "41"}
+    assert request.query == {"reason_code": "34"}  # chan_pjsip: 503 (41 would be 603)
 
 
-async def test_after_a_reconnect_orphaned_channels_are_hung_up_and_recorded(rig: Rig) -> None:
-    rig.fake.respond("GET", "/ari/applications/callcontrol", body=_application(["orphan.1"]))
-    channel = event("StasisStart")["channel"]
-    channel["id"] = "orphan.1"
-    rig.fake.respond("GET", "/ari/channels/orphan.1", body=channel)
+# ---- reconciliation after a (re)connect: adoption, lost events, leaked bridges -----------
+
+KEY = "1736936430_12"
+LEG1 = f"{KEY}-leg1"
+BRIDGE = f"{KEY}-bridge"
+
+
+def channel(channel_id: str, state: str, app_data: str, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = event("StasisStart")["channel"]
+    data.update(id=channel_id, state=state, **changes)
+    data["dialplan"] = {**data["dialplan"], "app_name": "Stasis", "app_data": app_data}
+    return data
+
+
+def bridge(bridge_id: str, channels: list[str], name: str = "callcontrol") -> dict[str, Any]:
+    data: dict[str, Any] = sample_response("bridge")
+    data.update(id=bridge_id, channels=channels, name=name)
+    data["creationtime"] = "2025-01-15T10:20:40.000+0000"
+    return data
+
+
+async def reconnect(rig: Rig, channels: list[dict[str, Any]], bridges: list[Any]) -> None:
+    rig.fake.respond(
+        "GET", "/ari/applications/callcontrol", body=_application([c["id"] for c in channels])
+    )
+    rig.fake.respond("GET", "/ari/channels", body=channels)
+    rig.fake.respond("GET", "/ari/bridges", body=bridges)
     await rig.fake.drop()
-    request = await rig.wait_request("DELETE", "/ari/channels/orphan.1")
-    assert request.query == {"reason_code": "41"}
+    for _ in range(300):
+        if rig.fake.open_sockets:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the stream did not reconnect")
+
+
+async def test_a_bridged_call_nobody_follows_is_adopted_and_ends_with_a_true_cdr(rig: Rig) -> None:
+    rig.directory.numbers[DID] = snapshot()
+    caller = channel(CALLER, "Up", f"callcontrol,inbound,{DID[1:]}")
+    leg = channel(LEG1, "Up", f"callcontrol,leg,inbound,{DID}")
+    await reconnect(rig, [caller, leg], [bridge(BRIDGE, [CALLER, LEG1])])
+    await asyncio.sleep(0.3)
+    assert not [r for r in rig.fake.requests if r.method == "DELETE"], "the talk goes on"
+    assert rig.dispatcher.calls_adopted == 1
+    await rig.send(event("ChannelDestroyed", channel_id=LEG1, cause=16))
+    request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
+    assert request.query == {"reason_code": "16"}
     record = await rig.wait_record()
-    assert record.call_id == "orphan.1" and record.reject_reason == "engine_restart"
+    assert record.disposition is Disposition.ANSWERED and record.answered_position == 1
+    assert record.answered_at is not None and record.answered_at.second == 40  # the bridge's
+    assert record.number_id == 1 and record.call_id == CALLER
+    await rig.wait_request("DELETE", f"/ari/bridges/{BRIDGE}")
+
+
+async def test_a_leg_whose_caller_vanished_is_hung_up_and_its_call_recorded(rig: Rig) -> None:
+    rig.directory.numbers[DID] = snapshot()
+    leg = channel(LEG1, "Up", f"callcontrol,leg,inbound,{DID}")
+    leg["connected"] = {"name": "", "number": "+4915112345678"}
+    await reconnect(rig, [leg], [bridge(BRIDGE, [LEG1])])
+    await rig.wait_request("DELETE", f"/ari/channels/{LEG1}")
+    record = await rig.wait_record()
+    assert record.disposition is Disposition.ANSWERED and record.call_id == KEY
+    assert record.caller == "+4915112345678" and record.did == DID
+    await rig.wait_request("DELETE", f"/ari/bridges/{BRIDGE}")
+
+
+async def test_a_bridge_of_ours_that_no_call_owns_is_destroyed_and_others_are_left(
+    rig: Rig,
+) -> None:
+    await reconnect(
+        rig, [], [bridge("gone_1-bridge", []), bridge("theirs-bridge", [], name="other-app")]
+    )
+    await rig.wait_request("DELETE", "/ari/bridges/gone_1-bridge")
+    await asyncio.sleep(0.2)
+    assert not [r for r in rig.fake.requests if r.path == "/ari/bridges/theirs-bridge"]
+
+
+async def test_a_call_whose_channels_vanished_while_disconnected_ends_with_its_cdr(
+    rig: Rig,
+) -> None:
+    rig.directory.numbers[DID] = snapshot()
+    await rig.send(start_event())
+    await rig.wait_request("POST", "/ari/channels", channelId=LEG1)
+    await asyncio.sleep(0.1)
+    await reconnect(rig, [], [])  # its hang-up was lost with the socket
+    await rig.wait_request("DELETE", f"/ari/channels/{LEG1}")
+    record = await rig.wait_record()
+    assert record.disposition is Disposition.ABANDONED
+
+
+async def test_an_exception_in_a_call_ends_it_with_503_and_a_cdr(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callcontrol.domain.inbound_call import InboundCall
+
+    def broken(self: InboundCall, event: object) -> list[Any]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(InboundCall, "handle", broken)
+    rig.directory.numbers[DID] = snapshot()
+    await rig.send(start_event())
+    await rig.wait_request("POST", "/ari/channels", channelId=LEG1)
+    await rig.send(event("ChannelDestroyed", channel_id=LEG1, cause=17))
+    request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
+    assert request.query == {"reason_code": "34"}
+    record = await rig.wait_record()
+    assert record.disposition is Disposition.FAILED and record.reject_reason == "engine_error"

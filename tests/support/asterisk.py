@@ -17,6 +17,7 @@ The engine under test must use ``media.asterisk_root=/srv/callcontrol/media``
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ import pytest
 from callcontrol.sandbox import control, process
 from callcontrol.sandbox.config import SandboxConfig
 from callcontrol.sandbox.layout import MEDIA_MOUNT_POINT, SandboxLayout
-from callcontrol.settings import load_settings
+from callcontrol.settings import AriSettings, load_settings
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,19 @@ class AsteriskSandbox:
         return process.log_tail(self.layout)
 
 
+PRIVATE_APP = f"callcontrol-test-{os.getpid()}"
+"""The ARI app of this test process: an engine left running elsewhere with the
+default name (or another test run's) never takes this run's calls."""
+
+
 def default_config(*, realtime_url: str | None = None) -> SandboxConfig:
-    """The sandbox of the default settings; with ``realtime_url`` SIP accounts are
-    read from that PostgreSQL database (provisioning back-end ``realtime``)."""
+    """The sandbox of the default settings, but with a private ARI app name
+    (unless ``CALLCONTROL_ARI__APP`` names one); with ``realtime_url`` SIP
+    accounts are read from that PostgreSQL database (back-end ``realtime``)."""
     settings = load_settings()
     config = SandboxConfig.from_settings(settings.ari, settings.ami)
-    return replace(config, realtime_url=realtime_url)
+    app = config.ari_app if config.ari_app != AriSettings().app else PRIVATE_APP
+    return replace(config, realtime_url=realtime_url, ari_app=app)
 
 
 def realtime_url_for(db_url: str) -> str | None:

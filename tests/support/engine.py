@@ -35,7 +35,10 @@ class EngineProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 20.0) -> None:
+    def start(self, timeout_s: float = 20.0, *, role: str = "active") -> None:
+        """Start and wait until ``/health`` shows the engine in ``role``
+        (``active``: connected to ARI with the app's lease; ``standby``: waiting
+        for another engine's lease)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "callcontrol.cli", "serve"],
@@ -47,10 +50,20 @@ class EngineProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.health().get("ari_connected"):
+            health = self.health()
+            if health.get("role") == role and (role != "active" or health.get("ari_connected")):
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"engine not connected to ARI after {timeout_s}s:\n{self.log_tail()}")
+        raise RuntimeError(f"engine not {role} after {timeout_s}s:\n{self.log_tail()}")
+
+    def wait_role(self, role: str, timeout_s: float = 15.0) -> float:
+        """Seconds until ``/health`` shows ``role`` (raises after ``timeout_s``)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if self.health().get("role") == role:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"engine not {role} after {timeout_s}s: {self.health()}")
 
     def health(self) -> dict[str, object]:
         try:

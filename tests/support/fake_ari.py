@@ -70,6 +70,8 @@ class FakeAri:
     ws_connections: int = 0
     ws_queries: list[dict[str, str]] = field(default_factory=list)
     pings_received: int = 0
+    global_variables: dict[str, str] = field(default_factory=dict)
+    """Asterisk's global variables (the engines' lease lives there), kept like Asterisk does."""
     _canned: dict[tuple[str, str], CannedResponse] = field(default_factory=dict)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _ws_closed: int = 0
@@ -159,6 +161,19 @@ class FakeAri:
             self._ws_closed += 1
         return ws
 
+    def _stateful(self, request: web.Request) -> CannedResponse:
+        """What Asterisk answers when a test canned nothing: global variables are
+        kept, listings are empty."""
+        if request.path == "/ari/asterisk/variable":
+            name = request.query.get("variable", "")
+            if request.method == "POST":
+                self.global_variables[name] = request.query.get("value", "")
+                return CannedResponse()
+            return CannedResponse(200, {"value": self.global_variables.get(name, "")})
+        if request.method == "GET" and request.path in ("/ari/channels", "/ari/bridges"):
+            return CannedResponse(200, [])
+        return CannedResponse()
+
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             return web.json_response({"message": "Authentication required"}, status=401)
@@ -173,7 +188,8 @@ class FakeAri:
                 content_type=request.content_type,
             )
         )
-        canned = self._canned.get((request.method, request.path), CannedResponse())
+        default = self._stateful(request)
+        canned = self._canned.get((request.method, request.path), default)
         if canned.delay_s:
             await asyncio.sleep(canned.delay_s)
         if canned.raw is not None:

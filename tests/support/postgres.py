@@ -123,6 +123,24 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
         atexit.unregister(self.stop)
 
+    def stop_server(self, timeout_s: float = 15.0) -> None:
+        """Stop the server (fast shutdown) but keep its data, for an outage test."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGQUIT)
+                process.wait(timeout=10)
+
+    def start_server(self) -> None:
+        """Start a server stopped by ``stop_server`` again, on the same port."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self._launch()
+        self._wait_ready()
+
     # -- SQL through psql (sync, so session fixtures need no event loop) ---------
 
     def psql(self, sql: str, database: str = "postgres") -> str:
@@ -187,7 +205,7 @@ class PostgresCluster:
         ]  # fmt: skip
         for option in _SERVER_OPTIONS:
             args += ["-c", option]
-        log = self.log_file.open("wb")
+        log = self.log_file.open("ab")
         try:
             self.process = subprocess.Popen(
                 args,
