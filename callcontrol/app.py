@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
@@ -38,12 +40,18 @@ from callcontrol.engine.translate import WANTED_EVENTS
 from callcontrol.keys import DB_ENGINE, ENGINE, HTTP_CLIENT, SESSIONS, SETTINGS, CallEngine
 from callcontrol.metrics import CALL_METRICS, CallMetrics, CountingLedger, TimedRouter
 from callcontrol.notify.mailer import SmtpMailer
+from callcontrol.notify.reminder_calls import AriReminderCaller
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
 from callcontrol.services.numbers import Clock, utc_now
+from callcontrol.services.phone_reminders import (
+    PhoneReminderQueue,
+    PhoneReminderWorker,
+    run_every,
+)
 from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
@@ -245,13 +253,81 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _billing(app: web.Application) -> AsyncIterator[None]:
-    """The daily billing run and the minute-by-minute expiry of tests and reservations."""
+    """The daily billing run and the minute-by-minute expiry of tests and reservations;
+    with phone reminders on, its reminders are also queued for a call."""
     settings = app[SETTINGS]
+    sessions = app[SESSIONS]
+    phone = PhoneReminderQueue(sessions=sessions) if settings.phone_reminders.enabled else None
     scheduler = BillingScheduler(
-        sessions=app[SESSIONS], settings=settings.billing, mailer=SmtpMailer(settings.smtp)
-    )
+        sessions=sessions, settings=settings.billing, mailer=SmtpMailer(settings.smtp),
+        phone=phone,
+    )  # fmt: skip
     async with scheduler.running():
         yield
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderRuntime:
+    worker: PhoneReminderWorker
+    connected: asyncio.Event  # set once the reminder app's WebSocket is up
+
+
+@asynccontextmanager
+async def reminder_worker(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], http: aiohttp.ClientSession
+) -> AsyncIterator[ReminderRuntime]:
+    """The phone-reminder caller on its own ARI application (``<app><app_suffix>``) and
+    events WebSocket (reconnecting like the engine's); originate only once connected."""
+    part, ari = settings.phone_reminders, settings.ari
+    app_name = ari.app + part.app_suffix
+    base_url, password = str(ari.url).rstrip("/"), ari.password.get_secret_value()
+    client = AriClient(http, base_url, ari.username, password, app_name)
+    caller = AriReminderCaller(
+        ari=client, pstn_endpoint=settings.calls.pstn_endpoint, caller_id=part.caller_id,
+        ring_timeout_s=part.ring_timeout_s, max_call_s=part.max_call_s,
+    )  # fmt: skip
+    connected = asyncio.Event()
+
+    async def on_connected() -> None:
+        connected.set()
+
+    stream = AriEventStream(
+        http, base_url, ari.username, password, app_name, on_event=caller.on_event,
+        on_connected=on_connected, max_backoff_s=ari.reconnect_max_backoff_s,
+    )  # fmt: skip
+    task = asyncio.create_task(stream.run(), name="reminder-ari-events")
+    worker = PhoneReminderWorker(
+        sessions=sessions, caller=caller, settings=part,
+        prompt_root=settings.media.asterisk_root or settings.media.root,
+    )  # fmt: skip
+    try:
+        yield ReminderRuntime(worker, connected)
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+
+
+async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
+    """Calls the queued reminders every ``interval_s`` (only with phone reminders on)."""
+    settings = app[SETTINGS]
+    if not settings.phone_reminders.enabled:
+        yield
+        return
+    async with reminder_worker(settings, app[SESSIONS], app[HTTP_CLIENT]) as runtime:
+
+        async def calls() -> None:
+            await runtime.connected.wait()  # Asterisk may come up after the engine
+            await run_every(runtime.worker, settings.phone_reminders.interval_s)
+
+        task = asyncio.create_task(calls(), name="phone-reminders")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
 
 def privacy_purge_scheduler(
@@ -278,7 +354,9 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_database)
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
-        app.cleanup_ctx.extend([_http_client, _call_engine, _billing, _privacy_purge])
+        app.cleanup_ctx.extend(
+            [_http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
+        )
         add_health_routes(app)
         add_api_routes(app)  # opens the one ProvisioningService from settings.provisioning
     return app

@@ -106,6 +106,21 @@ class BillingSettings(_Part):
     run_at_hour_utc: int = Field(default=3, ge=0, le=23)
 
 
+class PhoneReminderSettings(_Part):
+    """Low-balance reminders by phone (``callcontrol/services/phone_reminders.py``)."""
+
+    enabled: bool = False
+    caller_id: str = Field(default="", pattern=r"^(\+[1-9][0-9]{6,14})?$")  # the provider's number
+    app_suffix: str = Field(default="-reminders", pattern=r"^[A-Za-z0-9_.-]+$")
+    call_from_hour: int = Field(default=9, ge=0, le=23)  # local time of the phone's country
+    call_until_hour: int = Field(default=20, ge=1, le=24)  # exclusive
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_after_s: int = Field(default=1800, ge=10)
+    ring_timeout_s: int = Field(default=30, ge=5, le=120)
+    max_call_s: int = Field(default=120, ge=10, le=600)
+    interval_s: float = Field(default=60.0, gt=0)
+
+
 class PrivacySettings(_Part):
     """How long personal data is kept: CDR caller numbers and voicemail recordings
     older than ``retention_days`` are purged every ``purge_interval_s``."""
@@ -137,6 +152,7 @@ class Settings(BaseSettings):
     calls: CallSettings = CallSettings()
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
+    phone_reminders: PhoneReminderSettings = PhoneReminderSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
 
 

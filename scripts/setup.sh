@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pkg in debootstrap sip-tester postgresql python3-venv ca-certificates; do
+for pkg in debootstrap sip-tester postgresql python3-venv ca-certificates poppler-utils fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -392,3 +392,8 @@ def _refuse_balance_writes(target: Account, value: int, oldvalue: Any, initiator
         raise BalanceIsLedgerOwned(
             "accounts.balance_minor moves only with a ledger entry: use callcontrol.db.ledger.post"
         )
+
+
+# The money documents' tables live in their own module; importing it here puts
+# them in ``Base.metadata`` wherever the models are loaded.
+from callcontrol.db import money_models as _money_models  # noqa: E402, F401

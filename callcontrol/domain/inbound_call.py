@@ -32,7 +32,6 @@ reads a clock: every event carries its time. Rules kept here:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum, auto
@@ -40,6 +39,7 @@ from enum import Enum, auto
 from callcontrol.domain import call_events as ev
 from callcontrol.domain import contract
 from callcontrol.domain.call_events import CallEvent, Command
+from callcontrol.domain.rating import chargeable_seconds
 from callcontrol.domain.routing import (
     CAUSE_ANSWERED_ELSEWHERE,
     CAUSE_CONGESTION,
@@ -597,7 +597,7 @@ class InboundCall:
         ended = leg.ended_at or (at if leg.started_at else None)
         billed = 0
         if leg is self.winner and leg.answered_at is not None and ended is not None:
-            billed = math.ceil(max(0.0, (ended - leg.answered_at).total_seconds()))
+            billed = chargeable_seconds(ended - leg.answered_at, cap_s=leg.plan.max_talk_s)
         outcome = leg.outcome or (LegOutcome.CANCELLED if leg.started_at else LegOutcome.SKIPPED)
         return ev.LegRecord(
             position=leg.plan.position,

@@ -6,7 +6,8 @@ PSTN leg (or a rejection) out. Rules kept here:
 
 - an unknown SIP account is refused (Q.850 21 -> 403);
 - a number that cannot be parsed is refused as invalid (Q.850 28 -> 484);
-- the account's balance must be positive (Q.850 21 -> 403, reason no_credit);
+- the account's balance must be positive and pay for at least the first
+  billed second at the destination's rate (Q.850 21 -> 403, reason no_credit);
 - a destination without a rate is refused (Q.850 21, reason no_rate);
 - the rented number is shown (From / P-Asserted-Identity) only with the
   CallerID service and only to numbers of its own country; otherwise the
@@ -100,6 +101,9 @@ def decide_outbound(
         return Reject(CAUSE_CALL_REJECTED, "no_credit", account_id=account_id)
     if rate is None:
         return Reject(CAUSE_CALL_REJECTED, "no_rate", account_id=account_id)
+    cap_s = max_talk_seconds(facts.balance_minor, rate)
+    if cap_s <= 0:  # the balance pays for not even the first second
+        return Reject(CAUSE_CALL_REJECTED, "no_credit", account_id=account_id)
     presented = _presented(facts)
     callerid = decide_outbound_callerid(presented, facts.callerid_service, destination)
     shown = str(callerid.number) if isinstance(callerid, Present) else None
@@ -110,7 +114,7 @@ def decide_outbound(
         target=target,
         endpoint=leg_endpoint(DestinationType.PSTN, target, policy.endpoints),
         ring_timeout_s=policy.ring_timeout_s,
-        max_talk_s=max_talk_seconds(facts.balance_minor, rate),
+        max_talk_s=cap_s,
         rate=rate,
     )
     return ForwardingPlan(

@@ -16,13 +16,21 @@ Rules kept here:
 - ``max_talk_seconds`` is the longest call the balance pays for under the same
   scheme (its cost never exceeds the balance; one second more would); it caps a
   bridged PSTN leg. A balance <= 0 pays for nothing; a free rate is capped at
-  ``free_cap_s`` so no bridge runs forever.
+  ``free_cap_s`` so no bridge runs forever;
+- THE ROUNDING RULE (``chargeable_seconds``, the only place a measured duration
+  becomes seconds): the measured talk time is rounded UP to a whole second,
+  then limited to the cap the leg was given. The cap is our promise to the
+  customer; the few ms Asterisk needs to tear a capped leg down (30.006 s for a
+  30 s cap) are the provider's, never the customer's. So a call cut by the cap
+  costs at most the balance it was allowed to spend (``charge`` composes the
+  two rules; the CDR writer and the cap use nothing else).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from callcontrol.domain.errors import InvalidInput
@@ -116,6 +124,43 @@ def max_talk_seconds(
     seconds = affordable // increment_s * increment_s
     first_step = billed_seconds(1, minimum_s=minimum_s, increment_s=increment_s)
     return seconds if seconds >= first_step else 0
+
+
+def chargeable_seconds(talk: timedelta, *, cap_s: int | None) -> int:
+    """Whole seconds of ``talk`` that may be charged: rounded up, never past ``cap_s``.
+
+    ``cap_s`` is the leg's ``max_talk_seconds`` (None: the leg had no cap, e.g. a
+    free destination). Exact integer arithmetic on microseconds, no float.
+    """
+    micros = talk // timedelta(microseconds=1)
+    if micros <= 0:
+        return 0
+    seconds = -(-micros // 1_000_000)
+    return seconds if cap_s is None else min(seconds, max(cap_s, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    talk_seconds: int  # after the rounding rule and the cap
+    billed_seconds: int  # after the minimum and the increment
+    cost_minor: int
+
+
+def charge(
+    rate: Rate,
+    talk: timedelta,
+    *,
+    cap_s: int | None,
+    minimum_s: int = 0,
+    increment_s: int = 1,
+) -> Charge:
+    """What a leg of measured ``talk`` costs: the rounding rule, then ``cost``."""
+    seconds = chargeable_seconds(talk, cap_s=cap_s)
+    return Charge(
+        seconds,
+        billed_seconds(seconds, minimum_s=minimum_s, increment_s=increment_s),
+        cost(rate, seconds, minimum_s=minimum_s, increment_s=increment_s),
+    )
 
 
 def _check_scheme(minimum_s: int, increment_s: int) -> None:

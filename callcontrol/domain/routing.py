@@ -204,7 +204,8 @@ def _plan_leg(dest: DestinationFacts, balance_minor: int, endpoints: EndpointNam
     if dest.type is not DestinationType.PSTN:
         return PlannedLeg(dest.position, dest.type, dest.target, endpoint, dest.ring_timeout_s)
     rate = dest.rate
-    if balance_minor <= 0 or rate is None:
+    cap_s = max_talk_seconds(balance_minor, rate) if rate is not None else 0
+    if cap_s <= 0 or rate is None:  # the balance pays for not even the first second
         return PlannedLeg(
             dest.position, dest.type, dest.target, endpoint, dest.ring_timeout_s, skipped=True
         )
@@ -214,7 +215,7 @@ def _plan_leg(dest: DestinationFacts, balance_minor: int, endpoints: EndpointNam
         dest.target,
         endpoint,
         dest.ring_timeout_s,
-        max_talk_s=max_talk_seconds(balance_minor, rate),
+        max_talk_s=cap_s,
         rate=rate,
     )
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from callcontrol.settings import Settings, SettingsError, load_settings
 
+CONNECT_TIMEOUT_S = 15.0
+
 if TYPE_CHECKING:
     from callcontrol.services.billing_run import BillingReport
 
@@ -30,6 +32,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="the billing day, YYYY-MM-DD (default: today in UTC); catches up missed days",
     )
     run.set_defaults(handler=_billing_run)
+    reminders = subparsers.add_parser("reminders", help="low-balance reminders by phone")
+    actions = reminders.add_subparsers(dest="reminders_command", required=True, metavar="ACTION")
+    actions.add_parser(
+        "call", help="place the due reminder calls now and wait for them (needs Asterisk)"
+    ).set_defaults(handler=_reminders_call)
 
 
 def _iso_date(text: str) -> date:
@@ -57,14 +64,54 @@ async def _run_once(settings: Settings, today: date) -> BillingReport:
     from callcontrol.db.engine import create_engine, session_factory
     from callcontrol.notify.mailer import SmtpMailer
     from callcontrol.services.billing_run import run_billing
+    from callcontrol.services.phone_reminders import PhoneReminderQueue
 
     engine = create_engine(settings.database, pooled=False)
+    sessions = session_factory(engine)
     try:
         return await run_billing(
-            session_factory(engine),
+            sessions,
             today=today,
             settings=settings.billing,
             mailer=SmtpMailer(settings.smtp),
+            phone=PhoneReminderQueue(sessions=sessions)
+            if settings.phone_reminders.enabled
+            else None,
         )
+    finally:
+        await engine.dispose()
+
+
+def _reminders_call(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"reminders: {exc}", file=sys.stderr)
+        return 2
+    if not settings.phone_reminders.enabled:
+        print("reminders: phone reminders are off (CALLCONTROL_PHONE_REMINDERS__ENABLED)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    placed = asyncio.run(_call_once(settings))
+    print(f"reminder calls placed: {placed}")
+    return 0
+
+
+async def _call_once(settings: Settings) -> int:
+    import aiohttp
+
+    from callcontrol.app import reminder_worker
+    from callcontrol.db.engine import create_engine, session_factory
+
+    engine = create_engine(settings.database, pooled=False)
+    try:
+        async with aiohttp.ClientSession() as http, reminder_worker(
+            settings, session_factory(engine), http
+        ) as runtime:
+            try:
+                await asyncio.wait_for(runtime.connected.wait(), CONNECT_TIMEOUT_S)
+            except TimeoutError:
+                raise SystemExit(f"reminders: no ARI connection to {settings.ari.url}") from None
+            return await runtime.worker.run_due()
     finally:
         await engine.dispose()

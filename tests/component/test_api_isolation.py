@@ -19,6 +19,7 @@ from callcontrol.db.models import (
     SipAccount,
     VoicemailMessage,
 )
+from callcontrol.db.money_models import AccountContact, BankPayment, CompanyProfile, Document
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Victim:
     media_id: int
     message_id: int
     sip_account_id: int
+    document_id: int
 
 
 async def _victim(api: Api) -> Victim:
@@ -49,7 +51,14 @@ async def _victim(api: Api) -> Victim:
     assert (upload.status, sip.status, forwarding.status) == (201, 201, 200)
     media_id, sip_id = (await upload.json())["id"], (await sip.json())["id"]
     await _present(api, b.headers, did, b.account_id, sip_id)
-    return Victim(b.account_id, did, media_id, message_id, sip_id)
+    document = await api.client.post(
+        f"/api/v1/accounts/{b.account_id}/documents",
+        json={"kind": "invoice", "period_from": "2026-10-01", "period_to": "2026-10-31"},
+        headers=b.headers,
+    )  # fmt: skip
+    assert document.status == 201
+    document_id = (await document.json())["id"]
+    return Victim(b.account_id, did, media_id, message_id, sip_id, document_id)
 
 
 async def _present(
@@ -114,7 +123,21 @@ REQUESTS: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/accounts/{account_id}/statistics", None),
     ("GET", "/api/v1/accounts/{account_id}/personal-data", None),
     ("POST", "/api/v1/accounts/{account_id}/erasure", None),
-]
+    ("GET", "/api/v1/accounts/{account_id}/company", None),
+    ("PUT", "/api/v1/accounts/{account_id}/company",
+     {"legal_name": "X", "address": "Y", "tax_id": "1", "contract_number": "2"}),
+    ("GET", "/api/v1/accounts/{account_id}/bank-payments", None),
+    ("POST", "/api/v1/accounts/{account_id}/bank-payments",
+     {"reference": "STOLEN-1", "amount_minor": 100, "received_on": "2026-11-02"}),
+    ("GET", "/api/v1/accounts/{account_id}/documents", None),
+    ("POST", "/api/v1/accounts/{account_id}/documents",
+     {"kind": "services", "period_from": "2026-10-01", "period_to": "2026-10-31"}),
+    ("GET", "/api/v1/documents/{document_id}", None),
+    ("GET", "/api/v1/documents/{document_id}/pdf", None),
+    ("GET", "/api/v1/accounts/{account_id}/contact-phone", None),
+    ("PUT", "/api/v1/accounts/{account_id}/contact-phone", {"phone": "+4930123456"}),
+    ("GET", "/api/v1/accounts/{account_id}/phone-reminders", None),
+]  # fmt: skip
 
 
 async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
@@ -123,7 +146,10 @@ async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
         assert account is not None
         counts = [
             await session.scalar(sa.select(sa.func.count()).select_from(t))
-            for t in (MediaFile, VoicemailMessage, SipAccount, ForwardingDestination)
+            for t in (
+                MediaFile, VoicemailMessage, SipAccount, ForwardingDestination,
+                Document, BankPayment, CompanyProfile, AccountContact,
+            )
         ]
         digest = await session.scalar(sa.select(SipAccount.password_digest))
         presented = await session.scalar(

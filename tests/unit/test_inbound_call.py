@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from callcontrol.domain import call_events as ev
 from callcontrol.domain.inbound_call import InboundCall
-from callcontrol.domain.rating import Rate
+from callcontrol.domain.rating import Rate, cost
 from callcontrol.domain.routing import (
     DestinationFacts,
     ForwardingPlan,
@@ -231,6 +231,33 @@ def test_bridged_pstn_leg_is_cut_when_the_credit_is_spent() -> None:
     assert ev.HangupCaller(16) in cut
     record = finish_of(cut)
     assert record.legs[0].billed_seconds == 30 and record.legs[0].rate == Rate("49", 60, "EUR")
+
+
+def test_a_credit_timer_that_fires_late_does_not_charge_past_the_balance() -> None:
+    """Issue 17: 1 unit at 2/min pays 30 s; the timer fires 6 ms late; 1 unit charged."""
+    pstn = replace(P, rate=Rate("49", 2, "EUR"))
+    c = call(destinations=(pstn,), balance_minor=1)
+    c.start()
+    won = c.handle(ev.LegAnswered(2, at(2)))
+    assert ev.StartTimer("credit", 30.0) in won
+    leg = finish_of(c.handle(ev.TimerFired("credit", at(32.006)))).legs[0]
+    assert leg.billed_seconds == 30
+    assert leg.rate is not None and cost(leg.rate, leg.billed_seconds) == 1
+
+
+def test_a_capped_leg_that_ends_itself_just_past_the_cap_is_charged_the_cap() -> None:
+    c = call(destinations=(P,), balance_minor=30)
+    c.start()
+    c.handle(ev.LegAnswered(2, at(2)))
+    leg = finish_of(c.handle(ev.LegEnded(2, 16, at(32.4)))).legs[0]
+    assert leg.billed_seconds == 30
+
+
+def test_a_pstn_leg_the_balance_pays_not_one_second_of_is_skipped() -> None:
+    c = call(destinations=(A, replace(P, rate=Rate("49", 120, "EUR"))), balance_minor=1)
+    plan = c.decision
+    assert isinstance(plan, ForwardingPlan)
+    assert plan.legs[1].skipped
 
 
 def test_pstn_leg_with_no_credit_is_skipped_and_the_sip_leg_still_rings() -> None:

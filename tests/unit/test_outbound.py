@@ -66,3 +66,11 @@ def test_refusals_have_distinct_reasons_and_causes() -> None:
 def test_national_numbers_are_dialled_in_the_rented_numbers_country() -> None:
     assert home_region(GERMAN) == "DE"
     assert home_region(replace(GERMAN, presented_number=None)) is None
+
+
+def test_a_balance_that_pays_not_one_second_is_no_credit() -> None:
+    """1 unit at 120/min buys half a second: the call is refused, not given a free second."""
+    tiny = replace(GERMAN, balance_minor=1)
+    assert plan(tiny, rate=Rate("49", 120, "EUR")) == Reject(21, "no_credit", account_id=4)
+    capped = plan(tiny, rate=Rate("49", 60, "EUR"))
+    assert isinstance(capped, ForwardingPlan) and capped.legs[0].max_talk_s == 1

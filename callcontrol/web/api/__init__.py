@@ -21,10 +21,13 @@ from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
     callerid,
+    documents,
     forwarding,
     media,
     numbers,
+    payments,
     privacy,
+    reminders,
     sip_accounts,
     statistics,
     voicemail,
@@ -48,7 +51,7 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
-        privacy,
+        privacy, payments, documents, reminders,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 
