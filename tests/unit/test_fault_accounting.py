@@ -7,7 +7,7 @@ from collections import Counter
 from support.fault_calls import CallRecord, parse_log
 from support.faults import Probe, percentile, probes_from, recovery_s
 
-from bench.faults import Row, caller_number, count_cdrs, ended_normally
+from bench.faults import Row, caller_number, count_cdrs, how_it_ended
 
 LOG = """\
 INV 2026-12-01\t00:00:00.100000\t100.100000 1-42@127.0.0.2
@@ -89,15 +89,15 @@ def call(answered: float, ended: float | None, end: str | None = "BYE") -> CallR
     )
 
 
-def test_a_caller_ended_normally_only_by_a_bye_inside_the_far_ends_hold_window() -> None:
+def test_a_callers_call_ended_normally_only_by_a_bye_inside_the_far_ends_hold_window() -> None:
     hold = (5000, 10_000)
 
-    assert ended_normally(call(100, 105.01), hold)
-    assert ended_normally(call(100, 110.5), hold)  # the far end's BYE passed on late, in slack
-    assert not ended_normally(call(100, 101), hold)  # cut before any far end hangs up
-    assert not ended_normally(call(100, 125), hold)  # sat alone after the far end left
-    assert not ended_normally(call(100, 130, "HUNG"), hold)  # never got a BYE
-    assert not ended_normally(call(100, None, None), hold)
+    assert how_it_ended(call(100, 105.01), hold) == "normal"
+    assert how_it_ended(call(100, 110.5), hold) == "normal"  # the far end's BYE, a bit late
+    assert how_it_ended(call(100, 101), hold) == "cut"  # before any far end hangs up
+    assert how_it_ended(call(100, 125), hold) == "late"  # sat alone after the far end left
+    assert how_it_ended(call(100, 130, "HUNG"), hold) == "never"  # no BYE: hung up itself
+    assert how_it_ended(call(100, None, None), hold) == "never"
 
 
 def test_cdrs_are_matched_per_caller_and_the_dialplan_fallback_expects_none() -> None:
