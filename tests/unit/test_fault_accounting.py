@@ -38,15 +38,18 @@ def test_a_call_log_gives_each_call_its_outcome_and_how_it_ended() -> None:
     assert calls["4-42@127.0.0.2"].end == "HUNG"
 
 
-def test_a_probe_is_good_only_when_answered_and_its_own_bye_was_answered() -> None:
+def test_a_probe_is_good_only_when_answered_in_time_and_its_own_bye_was_answered() -> None:
     log = [
         "INV d t 1.0 1-7@x", "ANS d t 1.1 1-7@x", "END d t 1.5 1-7@x",
         "INV d t 2.0 2-7@x", "ANS d t 2.1 2-7@x", "BYEFAIL d t 7.5 2-7@x",
         "INV d t 3.0 3-7@x", "FAIL d t 3.0 3-7@x 503 34",
+        "INV d t 4.0 4-7@x", "ANS d t 6.5 4-7@x", "END d t 6.9 4-7@x",
     ]  # fmt: skip
-    probes = probes_from(parse_log(log))
+    probes = probes_from(parse_log(log), answer_limit_s=2.0)
 
-    assert [(p.placed_at, p.ok) for p in probes] == [(1.0, True), (2.0, False), (3.0, False)]
+    assert [(p.placed_at, p.ok) for p in probes] == [
+        (1.0, True), (2.0, False), (3.0, False), (4.0, False),  # 4.0: answered 2.5 s late
+    ]  # fmt: skip
 
 
 def probes(*states: tuple[float, bool]) -> list[Probe]:
