@@ -501,6 +501,7 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
     cleared = clear_asterisk(box.ari_base_url, box.ari_username, box.ari_password)
     if cleared:
         row.notes.append(f"cleared {cleared} channels/bridges after counting")
+        settle(rig)  # the next case must not start while Asterisk is still tearing down
     return row
 
 
