@@ -79,7 +79,7 @@ BURST_PREFIX = "4915200"
 #: ``Hangup(34)``): such a call never reached the engine, so it has no CDR.
 FALLBACK = ("503", "34")
 CASES = (
-    "kill9", "socket-cut", "second-engine", "asterisk-restart",
+    "baseline", "kill9", "socket-cut", "second-engine", "asterisk-restart",
     "db-stop", "sigstop", "overload2x", "overload4x",
 )  # fmt: skip
 
@@ -107,6 +107,7 @@ class Row:
     failed_by_code: dict[str, int] = field(default_factory=dict)
     answered_before_fault: int = 0
     dropped: int = 0
+    ended_late: int = 0
     far_cut: int = 0
     stuck: int = 0
     cdrs_expected: int = 0
@@ -267,6 +268,12 @@ class CaseContext:
     burst: SippRole | None = None
 
 
+def fault_none(ctx: CaseContext) -> Fault:
+    """The baseline: the same load and accounting with no fault, to show what 0 looks like."""
+    now = time.time()
+    return Fault(now, now)
+
+
 def fault_kill9(ctx: CaseContext) -> Fault:
     fault = Fault(start=time.time())
     ctx.engine.kill()
@@ -381,6 +388,7 @@ def fault_overload(factor: int) -> Callable[[CaseContext], Fault]:
 
 
 FAULTS: dict[str, Callable[[CaseContext], Fault]] = {
+    "baseline": fault_none,
     "kill9": fault_kill9,
     "socket-cut": fault_socket_cut,
     "second-engine": fault_second_engine,
@@ -482,6 +490,9 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
         row.probes, row.probes_failed = len(probes), sum(not p.ok for p in probes)
         row.recovery_s = recovery_s(probes, fault.start, fault.end)
         row.channels_left, row.bridges_left = len(left.channels), len(left.bridges)
+        if not left.clean:
+            row.notes.append(f"left: channels {left.channels[:5]}, bridges {left.bridges[:5]}")
+            row.notes += describe_leftovers(folder, left.bridges[:3])
         row.spool_peak = sampler.peak
         if ctx.engine.proc is not None and ctx.engine.proc.poll() is None:
             row.engine_rss_mb = round(rss_mb(ctx.engine.proc.pid), 1)
@@ -490,12 +501,24 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
     cleared = clear_asterisk(box.ari_base_url, box.ari_username, box.ari_password)
     if cleared:
         row.notes.append(f"cleared {cleared} channels/bridges after counting")
+        settle(rig)  # the next case must not start while Asterisk is still tearing down
     return row
 
 
 def stop_engines(ctx: CaseContext) -> None:
     for engine in (*ctx.extra_engines, ctx.engine):
         engine.stop()
+
+
+def describe_leftovers(folder: Path, bridges: tuple[str, ...]) -> list[str]:
+    """The engine's log lines of the calls whose bridges were left (bridge id = call id)."""
+    notes = []
+    logs = [p.read_text(errors="replace").splitlines() for p in folder.glob("engine*.log")]
+    for bridge in bridges:
+        call_id = bridge.removesuffix("-bridge").replace("_", ".")
+        lines = [line[:300] for log in logs for line in log if f'"{call_id}"' in line]
+        notes.append(f"bridge {bridge}: call {call_id}, engine log: {lines[:4]}")
+    return notes
 
 
 def settle(rig: Rig) -> None:
@@ -546,7 +569,8 @@ def count_calls(
     row.p99_answer_ms = round(p99) if p99 is not None else None
     callers = [c for c in load.values() if c.answered_at and c.answered_at < fault_start]
     row.answered_before_fault = len(callers)
-    row.dropped = sum(not ended_normally(c, hold_ms) for c in callers)
+    ends = Counter(how_it_ended(c, hold_ms) for c in callers)
+    row.dropped, row.ended_late = ends["cut"] + ends["never"], ends["late"]
     legs = [c for c in far.values() if c.answered_at and c.answered_at < fault_start]
     # Anything but its own BYE answered 200; no end at all = SIPp aborted the call
     # on a BYE it did not expect at that point (see the far end's errors.log).
@@ -558,17 +582,22 @@ def count_calls(
 BYE_SLACK_S = 2.0
 
 
-def ended_normally(call: CallRecord, hold_ms: tuple[int, int]) -> bool:
-    """A caller's answered call ended by Asterisk's BYE within the far end's hold window.
+def how_it_ended(call: CallRecord, hold_ms: tuple[int, int]) -> str:
+    """``normal``, ``cut``, ``late`` or ``never``, for a caller's answered call.
 
-    Earlier than the shortest hold: the call was cut. Later than the longest
-    hold (+ slack): the far end had left and the caller sat alone until
-    something hung it up. ``HUNG`` (no BYE at all) is not normal either.
+    Normal: Asterisk's BYE came within the far end's hold window (its own BYE
+    passed on). Earlier than the shortest hold: the call was ``cut``. Later
+    than the longest hold (+ slack): ``late``, the far end had left and the
+    caller sat alone until something hung it up. No BYE at all: ``never``.
     """
     if call.end != "BYE" or call.answered_at is None or call.ended_at is None:
-        return False
+        return "never"
     held = call.ended_at - call.answered_at
-    return hold_ms[0] / 1000 - 0.25 <= held <= hold_ms[1] / 1000 + BYE_SLACK_S
+    if held < hold_ms[0] / 1000 - 0.25:
+        return "cut"
+    if held > hold_ms[1] / 1000 + BYE_SLACK_S:
+        return "late"
+    return "normal"
 
 
 def caller_number(prefix: str, call_id: str) -> str:
@@ -613,6 +642,7 @@ COLUMNS = (
     ("failed", "failed"),
     ("failed_by_code", "failed by code"),
     ("dropped", "dropped / answered before"),
+    ("ended_late", "BYE late"),
     ("far_cut", "far legs cut"),
     ("stuck", "never ended"),
     ("cdrs_missing", "CDRs missing / expected"),

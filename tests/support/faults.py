@@ -253,12 +253,21 @@ class Probe:
     outcome: str  # answered+END, a failure code, none ...
 
 
-def probes_from(records: dict[str, CallRecord]) -> list[Probe]:
-    """A probe is ok when it was answered and its own BYE was answered 200."""
+#: A probe answered later than this is not a clean call (a caller would have
+#: heard seconds of silence), even if it was answered in the end.
+PROBE_ANSWER_LIMIT_S = 2.0
+
+
+def probes_from(
+    records: dict[str, CallRecord], answer_limit_s: float = PROBE_ANSWER_LIMIT_S
+) -> list[Probe]:
+    """A probe is ok when answered within ``answer_limit_s`` and its own BYE was answered 200."""
     probes = [
         Probe(
             placed_at=r.placed_at,
-            ok=r.answered_at is not None and r.end == "END",
+            ok=r.answered_at is not None
+            and r.answered_at - r.placed_at <= answer_limit_s
+            and r.end == "END",
             outcome=r.outcome if r.end is None else f"{r.outcome}/{r.end}",
         )
         for r in records.values()
@@ -430,8 +439,10 @@ class Prober:
             caller = self._roles[-1]
             if caller.process is not None and caller.process.poll() is None:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as control:
-                    control.sendto(b"q", ("127.0.0.1", self._control_port))  # SIPp soft quit
-                caller.wait(5.0)
+                    # "p" pauses the traffic: no new probe, those in flight finish.
+                    # (SIPp's soft quit "q" aborts a probe in its 300 ms talk.)
+                    control.sendto(b"p", ("127.0.0.1", self._control_port))
+                time.sleep(IN_FLIGHT_S)
         for role in reversed(self._roles):
             role.stop()
 

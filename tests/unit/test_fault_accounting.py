@@ -7,7 +7,7 @@ from collections import Counter
 from support.fault_calls import CallRecord, parse_log
 from support.faults import Probe, percentile, probes_from, recovery_s
 
-from bench.faults import Row, caller_number, count_cdrs, ended_normally
+from bench.faults import Row, caller_number, count_cdrs, how_it_ended
 
 LOG = """\
 INV 2026-12-01\t00:00:00.100000\t100.100000 1-42@127.0.0.2
@@ -38,15 +38,18 @@ def test_a_call_log_gives_each_call_its_outcome_and_how_it_ended() -> None:
     assert calls["4-42@127.0.0.2"].end == "HUNG"
 
 
-def test_a_probe_is_good_only_when_answered_and_its_own_bye_was_answered() -> None:
+def test_a_probe_is_good_only_when_answered_in_time_and_its_own_bye_was_answered() -> None:
     log = [
         "INV d t 1.0 1-7@x", "ANS d t 1.1 1-7@x", "END d t 1.5 1-7@x",
         "INV d t 2.0 2-7@x", "ANS d t 2.1 2-7@x", "BYEFAIL d t 7.5 2-7@x",
         "INV d t 3.0 3-7@x", "FAIL d t 3.0 3-7@x 503 34",
+        "INV d t 4.0 4-7@x", "ANS d t 6.5 4-7@x", "END d t 6.9 4-7@x",
     ]  # fmt: skip
-    probes = probes_from(parse_log(log))
+    probes = probes_from(parse_log(log), answer_limit_s=2.0)
 
-    assert [(p.placed_at, p.ok) for p in probes] == [(1.0, True), (2.0, False), (3.0, False)]
+    assert [(p.placed_at, p.ok) for p in probes] == [
+        (1.0, True), (2.0, False), (3.0, False), (4.0, False),  # 4.0: answered 2.5 s late
+    ]  # fmt: skip
 
 
 def probes(*states: tuple[float, bool]) -> list[Probe]:
@@ -89,15 +92,15 @@ def call(answered: float, ended: float | None, end: str | None = "BYE") -> CallR
     )
 
 
-def test_a_caller_ended_normally_only_by_a_bye_inside_the_far_ends_hold_window() -> None:
+def test_a_callers_call_ended_normally_only_by_a_bye_inside_the_far_ends_hold_window() -> None:
     hold = (5000, 10_000)
 
-    assert ended_normally(call(100, 105.01), hold)
-    assert ended_normally(call(100, 110.5), hold)  # the far end's BYE passed on late, in slack
-    assert not ended_normally(call(100, 101), hold)  # cut before any far end hangs up
-    assert not ended_normally(call(100, 125), hold)  # sat alone after the far end left
-    assert not ended_normally(call(100, 130, "HUNG"), hold)  # never got a BYE
-    assert not ended_normally(call(100, None, None), hold)
+    assert how_it_ended(call(100, 105.01), hold) == "normal"
+    assert how_it_ended(call(100, 110.5), hold) == "normal"  # the far end's BYE, a bit late
+    assert how_it_ended(call(100, 101), hold) == "cut"  # before any far end hangs up
+    assert how_it_ended(call(100, 125), hold) == "late"  # sat alone after the far end left
+    assert how_it_ended(call(100, 130, "HUNG"), hold) == "never"  # no BYE: hung up itself
+    assert how_it_ended(call(100, None, None), hold) == "never"
 
 
 def test_cdrs_are_matched_per_caller_and_the_dialplan_fallback_expects_none() -> None:
