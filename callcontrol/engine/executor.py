@@ -3,7 +3,9 @@
 Every request that fails is reported back to the call as ``CommandFailed``
 (``gone`` when Asterisk says the channel no longer exists), so the state
 machine decides what a failure means. Hang-ups and playback stops of things
-already gone are done, not failures; a hang-up Asterisk did not answer is
+already gone are done, not failures. A request Asterisk did not answer (a cut
+connection, a 5xx) is sent once more when repeating it is safe
+(``_REPEATABLE``); a hang-up Asterisk did not answer is
 tried again (``HANGUP_RETRIES_S``) and, if it still fails, logged as an
 error: the dispatcher's reconciliation ends that channel later. Timers are the
 call's own: they fire ``TimerFired`` into the call's queue. ``Finish`` and
@@ -39,7 +41,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from callcontrol.ari.errors import AriError, AriNotFound
+from callcontrol.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
 from callcontrol.domain import call_events as ev
 from callcontrol.engine.outbox import CallOutbox
 from callcontrol.engine.ports import AriPort
@@ -49,6 +51,20 @@ log = structlog.get_logger(__name__)
 HANGUP_RETRIES_S = (0.2, 1.0)
 """Pauses before trying a failed hang-up again."""
 _HANGUPS = ev.HangupLeg | ev.HangupCaller
+_REPEATABLE = (
+    ev.Ring
+    | ev.Progress
+    | ev.Answer
+    | ev.Play
+    | ev.StopPlayback
+    | ev.DialLeg
+    | ev.Bridge
+    | ev.LimitLeg
+)
+"""Requests safe to send again when Asterisk gave no answer (a cut connection, a
+5xx): each is idempotent, or names what it creates by our own id, so a repeat
+of one that did happen gets 409 - which then means done."""
+REPEAT_AFTER_S = 0.2
 
 
 class CallExecutor:
@@ -80,7 +96,7 @@ class CallExecutor:
     async def execute(self, commands: list[ev.Command]) -> None:
         for command in commands:
             try:
-                await self._one(command)
+                await self._once_more_if_unanswered(command)
             except AriNotFound as exc:
                 if not isinstance(command, _HANGUPS | ev.StopPlayback):
                     self._failed(command, exc, gone=True)
@@ -89,6 +105,18 @@ class CallExecutor:
                     await self._hangup_again(command, exc)
                 else:
                     self._failed(command, exc, gone=False)
+
+    async def _once_more_if_unanswered(self, command: ev.Command) -> None:
+        try:
+            await self._one(command)
+        except AriUnavailable:
+            if not isinstance(command, _REPEATABLE):
+                raise
+            await asyncio.sleep(REPEAT_AFTER_S)
+            try:
+                await self._one(command)
+            except AriConflict:
+                pass  # the first one happened after all
 
     async def _hangup_again(self, command: ev.HangupLeg | ev.HangupCaller, exc: AriError) -> None:
         for pause in HANGUP_RETRIES_S:
@@ -127,7 +155,10 @@ class CallExecutor:
                 await ari.hangup(caller, reason_code=cause)
             case ev.Bridge(channel_id=leg, bridge_id=bridge_id):
                 self.bridge_id = bridge_id  # before: a create that times out may still happen
-                await ari.create_bridge(bridge_id, "mixing")
+                try:
+                    await ari.create_bridge(bridge_id, "mixing")
+                except AriConflict:
+                    pass  # it exists: the call's own id, made by an attempt that did happen
                 await ari.add_channel(bridge_id, [caller, leg])
             case ev.LimitLeg(channel_id=leg, seconds=seconds):
                 await ari.set_variable(leg, "TIMEOUT(absolute)", str(seconds))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from callcontrol.ari.errors import AriConflict, AriUnavailable
 from callcontrol.domain import call_events as ev
 from callcontrol.engine.executor import CallExecutor
 
@@ -87,3 +88,57 @@ async def test_a_withheld_call_goes_out_anonymous_and_is_set_up_once(
     created = [args for name, args in ari.requests if name == "originate"]
     assert [variables for _, _, variables in created] == [None, None]
     assert "alice" not in str(ari.requests)
+
+
+class FlakyAri(RecordingAri):
+    """Asterisk that drops the first attempt of every request (a cut connection)."""
+
+    def __init__(self, happened: bool) -> None:
+        super().__init__()
+        self.happened = happened
+        self.attempts = 0
+
+    async def answer(self, channel_id: str) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise AriUnavailable("POST", "/answer", None, "connection reset")
+        self.requests.append(("answer", (channel_id,)))
+
+    async def originate(self, endpoint: str, channel_id: str, **kwargs: Any) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise AriUnavailable("POST", "/channels", None, "connection reset")
+        if self.happened:
+            raise AriConflict("POST", "/channels", 409, "channel id exists")
+        self.requests.append(("originate", (endpoint, channel_id, None)))
+
+
+async def test_an_unanswered_request_is_sent_once_more_and_a_409_then_means_done() -> None:
+    fed: list[ev.CallEvent] = []
+    for happened in (False, True):
+        ari = FlakyAri(happened)
+        run = CallExecutor(
+            ari=ari,  # type: ignore[arg-type]
+            caller_channel_id="caller-1",
+            feed=fed.append,
+            outbox=None,  # type: ignore[arg-type]
+            leg_args="leg,inbound,+4930123456",
+        )
+        await run.execute([dial(1, None)])
+        assert ari.attempts == 2
+        assert ari.requests == (
+            []
+            if happened
+            else [("originate", ("PJSIP/+49305550123@callcontrol-pstn", "caller-1-leg1", None))]
+        )
+    assert fed == [], "neither attempt was reported as a failure"
+    ari = FlakyAri(False)
+    run = CallExecutor(
+        ari=ari,  # type: ignore[arg-type]
+        caller_channel_id="caller-1",
+        feed=fed.append,
+        outbox=None,  # type: ignore[arg-type]
+        leg_args="leg,inbound,+4930123456",
+    )
+    await run.execute([ev.Answer()])
+    assert ari.requests == [("answer", ("caller-1",))] and fed == []
