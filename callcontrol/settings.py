@@ -96,8 +96,8 @@ class CallSettings(_Part):
     # Admission control (engine/admission.py): beyond any of these a new call
     # gets 503 at once, without a database lookup.
     max_active_calls: int = Field(default=2000, ge=1)
-    max_ari_in_flight: int = Field(default=64, ge=1)
-    max_ari_latency_ms: int = Field(default=500, ge=1)
+    max_ari_in_flight: int = Field(default=150, ge=1)
+    max_ari_latency_ms: int = Field(default=1000, ge=1)
 
 
 class BillingSettings(_Part):

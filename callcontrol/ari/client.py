@@ -64,8 +64,8 @@ def basic_auth_header(username: str, password: str) -> str:
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
-_LATENCY_WEIGHT = 0.1
-"""Of each request in ``AriClient.latency_s``: the average follows about the last 20."""
+_LATENCY_WEIGHT = 0.05
+"""Of each request in ``AriClient.latency_s``: the average follows about the last 40."""
 
 
 def _seg(value: str) -> str:

@@ -9,7 +9,7 @@ rules it keeps:
 
 - at most ``max_calls`` calls in progress;
 - at most ``max_ari_in_flight`` REST requests waiting for Asterisk;
-- Asterisk's REST round trip (a moving average of the last ~20 requests)
+- Asterisk's REST round trip (a moving average of the last ~40 requests)
   below ``max_ari_latency_s``: beyond it Asterisk is already behind, and every
   admitted call would make it later for all the others;
 - nothing is remembered: once the load drops the measures drop, and calls are
@@ -41,8 +41,8 @@ class AriLoad(Protocol):
 @dataclass(frozen=True, slots=True)
 class AdmissionLimits:
     max_calls: int = 2000
-    max_ari_in_flight: int = 64
-    max_ari_latency_s: float = 0.5
+    max_ari_in_flight: int = 150
+    max_ari_latency_s: float = 1.0
 
 
 class Admission:
