@@ -38,6 +38,7 @@ from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
+from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, utc_now
 from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
@@ -67,7 +68,10 @@ def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
     policy = routing_policy(settings)
     return DirectionRouter(
         inbound=InboundRouter(
-            directory=SqlNumberDirectory(sessions=sessions, media=settings.media), policy=policy
+            directory=SqlNumberDirectory(
+                sessions=sessions, media=settings.media, policy=destination_policy(settings)
+            ),
+            policy=policy,
         ),
         outbound=OutboundRouter(
             accounts=SqlSipAccountDirectory(sessions=sessions),

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from callcontrol.keys import SESSIONS, SETTINGS
 from callcontrol.notify.mailer import Mailer, SmtpMailer
+from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
@@ -31,6 +32,7 @@ from callcontrol.web.api import (
 )
 from callcontrol.web.api.config import (
     API_SETTINGS,
+    DESTINATION_POLICY,
     NUMBER_SERVICE,
     PROVISIONER,
     ApiSettings,
@@ -90,6 +92,7 @@ def add_api_routes(
     its pending reload flushed at shutdown); pass one to share it or to test.
     """
     app[API_SETTINGS] = settings or ApiSettings()
+    app[DESTINATION_POLICY] = destination_policy(app[SETTINGS])
     if provisioner is None:
         app.cleanup_ctx.append(_provisioning)
     else:

@@ -24,14 +24,16 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.domain.callerid import parse_did
+from callcontrol.domain.destinations import DestinationPolicy
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.keys import SESSIONS, SETTINGS
 from callcontrol.services.numbers import NumberService
-from callcontrol.settings import MediaSettings
+from callcontrol.settings import MediaSettings, Settings
 from callcontrol.web.api import lookup
 from callcontrol.web.api.auth import Caller, authenticate
 from callcontrol.web.api.config import (
     API_SETTINGS,
+    DESTINATION_POLICY,
     NUMBER_SERVICE,
     PROVISIONER,
     ApiSettings,
@@ -101,6 +103,14 @@ class ApiCall:
     @property
     def numbers(self) -> NumberService:
         return self.request.app[NUMBER_SERVICE]
+
+    @property
+    def destinations(self) -> DestinationPolicy:
+        return self.request.app[DESTINATION_POLICY]
+
+    @property
+    def settings(self) -> Settings:
+        return self.request.app[SETTINGS]
 
     @property
     def provisioner(self) -> SipAccountProvisioner:

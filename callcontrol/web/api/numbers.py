@@ -129,7 +129,9 @@ async def start_test(call: ApiCall) -> NumberOut:
     body = call.body_as(TestRequest)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        target = await check_destination(session, owner.id, body.destination, "body.destination")
+        target = await check_destination(
+            session, call.destinations, owner.id, body.destination, "body.destination"
+        )
         chosen = None
         if body.did is not None:
             chosen = await _takeable(session, call.caller, owner.id, body.did)
