@@ -47,6 +47,7 @@ from callcontrol.web.api import add_api_routes
 from callcontrol.web.health import add_health_routes
 
 log = structlog.get_logger(__name__)
+HEADER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -185,7 +186,10 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
 
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
     """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
-    app = web.Application()
+    # Header limits above aiohttp's 8 KiB: an oversized Authorization header then
+    # reaches the API (a JSON 401 that echoes nothing) instead of aiohttp's plain
+    # 400, which quotes the start of the offending line - the token.
+    app = web.Application(handler_args=dict(HEADER_LIMITS))
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     if call_engine:

@@ -67,7 +67,8 @@ async def top_up(call: ApiCall) -> BalanceOut:
     body = call.body_as(TopUp)
     async with call.sessions() as session:
         row = await lookup.account(session, call.caller, call.id("account_id"))
-    key = "top-up:" + (body.idempotency_key or str(uuid.uuid4()))
+    # A key is the account's own: another account may use the same invoice number.
+    key = f"top-up:{row.id}:" + (body.idempotency_key or str(uuid.uuid4()))
     # The service posts through the ledger and reactivates suspended numbers at once.
     done = await call.numbers.top_up(row.id, body.amount_minor, key)
     return BalanceOut(

@@ -57,7 +57,14 @@ def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_CHARS:
+    # A header aiohttp decoded with surrogates (bytes that are not UTF-8), or any
+    # character beyond ASCII, is no token of ours: 401 before anything hashes it.
+    if (
+        scheme.lower() != "bearer"
+        or not token
+        or len(token) > _MAX_TOKEN_CHARS
+        or not token.isascii()
+    ):
         raise Unauthorized("send 'Authorization: Bearer <token>' with a valid API token")
     return token
 

@@ -15,6 +15,7 @@ the answer model. Handlers see an ``ApiCall`` and never parse anything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -176,12 +177,39 @@ async def read_bounded(request: web.Request, limit: int, what: str) -> bytes:
     return data
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """A key given twice is refused: parsers disagree on which one wins, so a proxy
+    that checked the first and a handler that used the last could be played off."""
+    try:
+        json.loads(raw or b"null", object_pairs_hook=_pairs)
+    except _DuplicateKey as exc:
+        raise invalid("body", f"duplicate key {exc.key!r} in the JSON body") from None
+    except ValueError:
+        return  # not JSON at all: the model's parse says so
+
+
 async def _body(request: web.Request, route: Route, limit: int) -> BaseModel | None:
     if route.body is None:
         return None
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
     raw = await read_bounded(request, limit, "the JSON body")
+    _refuse_duplicate_keys(raw)
     try:
         return route.body.model_validate_json(raw or b"null", strict=True)
     except ValidationError as exc:

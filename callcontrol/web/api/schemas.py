@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from callcontrol.domain.errors import InvalidInput
+from callcontrol.domain.money import require_iso_4217
 from callcontrol.domain.vocabulary import (
     CallDirection,
     DestinationType,
@@ -38,7 +41,16 @@ Name = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")
 ]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
-CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def _iso_4217(value: str) -> str:
+    try:
+        return require_iso_4217(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Offset = Annotated[int, Field(ge=0, le=1_000_000)]

@@ -37,6 +37,7 @@ from callcontrol.web.api.schemas import (
 
 TAG = "statistics"
 CSV_MAX_ROWS = 100_000
+LAST_DAY = date.max - timedelta(days=1)
 _PLAIN_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
 
@@ -44,6 +45,9 @@ def period(since: date | None, until: date | None) -> tuple[datetime | None, dat
     """[start, end) in aware UTC for whole days ``since``..``until`` (inclusive)."""
     if since is not None and until is not None and since > until:
         raise invalid("query.until", f"the period ends ({until}) before it starts ({since})")
+    for name, day in (("since", since), ("until", until)):
+        if day is not None and day >= date.max:  # its end (the next midnight) has no date
+            raise invalid(f"query.{name}", f"the last day a period may name is {LAST_DAY}")
     start = datetime.combine(since, time(), UTC) if since else None
     end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
     return start, end
