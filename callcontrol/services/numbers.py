@@ -48,7 +48,7 @@ from callcontrol.domain.vocabulary import (
 from callcontrol.notify.mailer import Mailer
 from callcontrol.services import transitions as tr
 from callcontrol.services.errors import InsufficientFunds, NoNumberAvailable
-from callcontrol.services.refunds import refund_latest_order
+from callcontrol.services.refunds import refund_latest_order, refund_setup_fee
 from callcontrol.services.tables import BillingRun
 from callcontrol.services.transitions import OPERATOR, SYSTEM, Actor, Work
 
@@ -159,9 +159,31 @@ class NumberService:
     async def accept_documents(self, number_id: int) -> NumberChange:
         return await self._on_number(number_id, A.DOCUMENTS_ACCEPTED, OPERATOR)
 
-    async def activate(self, number_id: int) -> NumberChange:
-        """The carrier confirmed: active, first month charged, activation mail sent."""
-        return await self._on_number(number_id, A.ACTIVATE, SYSTEM)
+    async def activate(self, number_id: int, *, on: date | None = None) -> NumberChange:
+        """The carrier confirmed: active, first month charged, activation mail sent.
+        ``on`` back-dates the activation day (and so the charge day); never the future."""
+
+        async def op(work: Work) -> NumberChange:
+            work.activation_day = on
+            number = await tr.lock_number_with_owner(work.session, number_id)
+            step = await tr.apply(work, number, A.ACTIVATE, SYSTEM)
+            return NumberChange.of(number_id, step)
+
+        return await self._run(op)
+
+    async def refuse_activation(self, number_id: int, *, reason: str = "") -> NumberChange:
+        """The carrier will not activate a pending number: back to the pool, and the
+        setup fee of the order refunded (exactly once)."""
+
+        async def op(work: Work) -> NumberChange:
+            number = await tr.lock_number_with_owner(work.session, number_id)
+            owner = number.account_id
+            step = await tr.apply(work, number, A.REFUSE_ACTIVATION, OPERATOR, reason=reason)
+            if owner is not None:
+                await refund_setup_fee(work, number.id, owner)
+            return NumberChange.of(number_id, step)
+
+        return await self._run(op)
 
     # -- tests and expiries ----------------------------------------------------------------
 

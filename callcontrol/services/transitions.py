@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -68,6 +68,7 @@ class Work:
     now: datetime
     outbox: Outbox = field(default_factory=Outbox)
     reservation_hold: timedelta = lc.DEFAULT_RESERVATION_HOLD
+    activation_day: date | None = None  # an explicit (back-dated) activation
 
 
 async def in_transaction(
@@ -145,6 +146,7 @@ async def apply(
         actor_account_id=actor.account_id,
         now=work.now,
         reservation_hold=work.reservation_hold,
+        activation_day=work.activation_day,
     )
     number.state = decided.to_state
     number.state_changed_at = work.now

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from callcontrol.db.models import Account
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
+from callcontrol.web.api.errors import Conflict
 from callcontrol.web.api.schemas import (
     AccountCreate,
     AccountList,
@@ -55,6 +56,8 @@ async def update_account(call: ApiCall) -> AccountOut:
     body = call.body_as(AccountUpdate)
     async with call.sessions() as session, session.begin():
         row = await lookup.account(session, call.caller, call.id("account_id"))
+        if row.erased_at is not None:
+            raise Conflict(f"account {row.id} was erased; its personal data cannot come back")
         if body.name is not None:
             row.name = body.name
         if "email" in body.model_fields_set:
@@ -82,6 +85,8 @@ async def top_up(call: ApiCall) -> BalanceOut:
 async def create_customer_token(call: ApiCall) -> TokenCreated:
     async with call.sessions() as session, session.begin():
         row = await lookup.account(session, call.caller, call.id("account_id"))
+        if row.erased_at is not None:
+            raise Conflict(f"account {row.id} was erased and is closed")
         token = await add_token(session, role="customer", account_id=row.id)
     return TokenCreated(token=token, role="customer", account_id=row.id)
 

@@ -83,6 +83,7 @@ _DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.NoNumberAvailable, 409),
     (service_errors.InsufficientFunds, 409),
     (service_errors.RefundRefused, 409),
+    (service_errors.QuotaExceeded, 409),
     (callerid_service.ServiceRefused, 409),
     (NotPermitted, 403),
     (IllegalTransition, 409),

@@ -16,6 +16,7 @@ from callcontrol.db.models import MediaFile, Number
 from callcontrol.domain.callerid import parse_did
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.domain.vocabulary import MediaKind, NumberState
+from callcontrol.services import quotas
 from callcontrol.services.numbers import ForwardTo
 from callcontrol.web.api import lookup
 from callcontrol.web.api.auth import Caller
@@ -97,6 +98,8 @@ async def reserve(call: ApiCall) -> NumberOut:
     body = call.body_as(Reservation)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            await quotas.check_numbers(session, call.settings.quotas, owner.id)
         number_id = await _takeable(session, call.caller, owner.id, body.did)
     await call.numbers.reserve(number_id, owner.id)
     return await _number_out(call, number_id)
@@ -114,6 +117,8 @@ async def purchase(call: ApiCall) -> NumberOut:
     body = call.body_as(Purchase)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            await quotas.check_numbers(session, call.settings.quotas, owner.id)
         chosen = None
         if body.did is not None:
             chosen = await _takeable(session, call.caller, owner.id, body.did)

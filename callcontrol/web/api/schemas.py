@@ -378,7 +378,7 @@ class CallOut(Output):
     ended_at: datetime | None
     disposition: Disposition | None
     answered_destination: str | None
-    talk_seconds: int
+    talk_seconds: int = Field(description="talk time rounded up to a whole second")
     cost_minor: int
     currency: str | None
 
@@ -392,7 +392,10 @@ class NumberTotals(Output):
     calls: int
     answered: int
     minutes: int = Field(description="talk time, each call rounded up to a whole minute")
-    talk_seconds: int
+    talk_seconds: int = Field(
+        description="the sum of each call's talk time rounded up to a whole second (as in "
+        "the call list)"
+    )
     cost_minor: int
 
 

@@ -18,6 +18,7 @@ import secrets
 import sqlalchemy as sa
 
 from callcontrol.db.models import SipAccount
+from callcontrol.services import quotas
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import Conflict, NotFound
@@ -59,6 +60,8 @@ async def create_sip_account(call: ApiCall) -> SipAccountCredentials:
     body = call.body_as(SipAccountCreate)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            await quotas.check_sip_accounts(session, call.settings.quotas, owner.id)
     login = body.login or _generated_login(owner.id)
     try:
         row, password = await call.provisioner.create_sip_account(owner.id, login)
