@@ -148,6 +148,8 @@ class Number(Base):
     reservable: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     needs_documents: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     documents_accepted_at: Mapped[datetime | None]
+    # What the local carrier says activation takes ("24h", "1-2 days", "5-15 working days").
+    expected_activation: Mapped[str | None] = mapped_column(sa.String(50))
     activated_on: Mapped[date | None]  # fixes the monthly charge day
     monthly_fee_minor: Mapped[Minor]
     setup_fee_minor: Mapped[Minor]
@@ -338,6 +340,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)  # sha256 hex
     created_at: Mapped[CreatedAt]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # None: until revoked
+    label: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
 
 class NumberBillingState(Base):

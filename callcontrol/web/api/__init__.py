@@ -28,6 +28,7 @@ from callcontrol.web.api import (
     privacy,
     sip_accounts,
     statistics,
+    tokens,
     voicemail,
 )
 from callcontrol.web.api.config import (
@@ -50,7 +51,7 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
-        privacy,
+        privacy, tokens,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 

@@ -20,9 +20,10 @@ from callcontrol.web.api.schemas import (
     BalanceOut,
     PageQuery,
     TokenCreated,
+    TokenCreateQuery,
     TopUp,
 )
-from callcontrol.web.api.tokens import add_token
+from callcontrol.web.api.tokens import add_token, expiry
 
 TAG = "accounts"
 
@@ -83,11 +84,15 @@ async def top_up(call: ApiCall) -> BalanceOut:
 
 
 async def create_customer_token(call: ApiCall) -> TokenCreated:
+    q = call.query_as(TokenCreateQuery)
     async with call.sessions() as session, session.begin():
         row = await lookup.account(session, call.caller, call.id("account_id"))
         if row.erased_at is not None:
             raise Conflict(f"account {row.id} was erased and is closed")
-        token = await add_token(session, role="customer", account_id=row.id)
+        token = await add_token(
+            session, role="customer", account_id=row.id, expires_at=expiry(q.expires_in_days),
+            label=q.label,
+        )  # fmt: skip
     return TokenCreated(token=token, role="customer", account_id=row.id)
 
 
@@ -106,5 +111,5 @@ ROUTES = [
           errors=(409,)),  # the idempotency key was used for another amount
     Route("POST", BASE + "/{account_id}/tokens", create_customer_token,
           "Create a customer API token for the account (shown once)", TAG,
-          operator_only=True, response=TokenCreated, status=201),
+          operator_only=True, query=TokenCreateQuery, response=TokenCreated, status=201),
 ]  # fmt: skip

@@ -136,6 +136,34 @@ class TokenCreated(Output):
     account_id: int | None
 
 
+class TokenOut(Output):
+    id: int
+    role: Literal["operator", "customer"]
+    account_id: int | None
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenList(Output):
+    items: list[TokenOut]
+
+
+class TokenQuery(Input):
+    account_id: Id | None = Field(default=None, description="operator: one account's tokens")
+
+
+Label = Annotated[str, StringConstraints(max_length=100, pattern=r"^[ -~]*$")]
+
+
+class TokenCreateQuery(Input):
+    expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = Field(
+        default=None, description="the token stops working after this many days"
+    )
+    label: Label = Field(default="", description="what the token is for (listed, not secret)")
+
+
 class PageQuery(Input):
     limit: Limit = 100
     offset: Offset = 0
