@@ -27,6 +27,7 @@ from callcontrol.db.models import (
     Account,
     ForwardingDestination,
     ForwardingRule,
+    LedgerEntry,
     Number,
     NumberEvent,
 )
@@ -266,10 +267,11 @@ async def _carry_out(
             )  # fmt: skip
             charged.add(account_id)
         case lc.ChargeFirstMonth() as first:
+            key = await _fresh_month_key(session, first.idempotency_key)
             await ledger.post(
                 session, account_id=first.account_id, kind=LedgerKind.MONTHLY_FEE,
                 amount_minor=-first.amount_minor, currency=first.currency, number_id=n.id,
-                period_start=first.period_start, idempotency_key=first.idempotency_key,
+                period_start=first.period_start, idempotency_key=key,
                 description=f"monthly fee {n.e164} from {first.period_start.isoformat()}",
             )  # fmt: skip
             charged.add(first.account_id)
@@ -289,6 +291,24 @@ async def _carry_out(
             (await billing_state(session, n.id)).suspended_since = None
         case lc.RecordDeletedOn(day=day):
             (await billing_state(session, n.id)).deleted_on = day
+
+
+async def _fresh_month_key(session: AsyncSession, key: str) -> str:
+    """The period's charge key, unless that charge was refunded (an order cancelled
+    and the number given back the same day): then a key of its own, so the month
+    is paid again instead of being skipped as "already charged"."""
+    while True:
+        charged = await session.scalar(
+            sa.select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)
+        )
+        if charged is None:
+            return key
+        refund = await session.scalar(
+            sa.select(LedgerEntry.id).where(LedgerEntry.idempotency_key == f"refund:{charged}")
+        )
+        if refund is None:
+            return key  # charged and not refunded: this period is paid
+        key = f"{key}:after-refund:{refund}"
 
 
 async def _wipe_customer_settings(session: AsyncSession, n: Number) -> None:

@@ -23,9 +23,12 @@ from callcontrol.web.api import (
     accounts,
     callerid,
     forwarding,
+    inventory,
     media,
+    money,
     numbers,
     privacy,
+    rates,
     sip_accounts,
     statistics,
     tokens,
@@ -51,7 +54,7 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
-        privacy, tokens,
+        privacy, tokens, inventory, rates, money,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 

@@ -71,6 +71,7 @@ class Route:
     media_type: str = "application/json"  # of the answer
     upload: bool = False  # body is raw audio/wav
     errors: tuple[int, ...] = ()
+    max_body_bytes: int | None = None  # the JSON body's bound; None: ApiSettings.max_json_bytes
 
     @property
     def path_params(self) -> list[str]:
@@ -250,7 +251,8 @@ def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
         if route.operator_only and not caller.is_operator:
             await _refuse_customer(request, caller, path)
         query = _query(request, route.query)
-        body = await _body(request, route, request.app[API_SETTINGS].max_json_bytes)
+        limit = route.max_body_bytes or request.app[API_SETTINGS].max_json_bytes
+        body = await _body(request, route, limit)
         call = ApiCall(request=request, caller=caller, path=path, query=query, body=body)
         return _serialise(route, await route.handler(call))
 

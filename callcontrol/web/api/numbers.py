@@ -66,19 +66,21 @@ async def list_numbers(call: ApiCall) -> NumberList:
             .limit(page.limit)
             .offset(page.offset)
         )
-        return NumberList(items=[lookup.number_out(r) for r in rows])
+        return NumberList(items=await lookup.number_outs(session, rows))
 
 
 async def get_number(call: ApiCall) -> NumberOut:
     async with call.sessions() as session:
-        return lookup.number_out(await lookup.number(session, call.caller, call.did()))
+        return await lookup.one_number_out(
+            session, await lookup.number(session, call.caller, call.did())
+        )
 
 
 async def _number_out(call: ApiCall, number_id: int) -> NumberOut:
     async with call.sessions() as session:
         row = await session.get(Number, number_id)
         assert row is not None
-        return lookup.number_out(row)
+        return await lookup.one_number_out(session, row)
 
 
 async def _takeable(session: AsyncSession, caller: Caller, account_id: int, raw: str) -> int:
@@ -185,7 +187,7 @@ async def update_number(call: ApiCall) -> NumberOut:
         if "voicemail_greeting_media_id" in sent:
             row.voicemail_greeting_media_id = vm_greeting
         await session.flush()
-        return lookup.number_out(row)
+        return await lookup.one_number_out(session, row)
 
 
 NUM = "/api/v1/numbers/{did}"

@@ -449,3 +449,147 @@ class ErasureOut(Output):
     erased_at: datetime
     recordings_deleted: int
     calls_anonymised: int
+
+
+# -- the operator's side ------------------------------------------------------------------
+
+InventoryCell = (
+    Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)] | int | bool | None
+)
+MinorFee = Annotated[int, Field(ge=0, le=MAX_MINOR)]
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+class InventoryImport(Input):
+    """Numbers for the pool: a CSV file's text (``csv``, header line first) or the
+    same columns as JSON objects (``numbers``). All or nothing: one bad row and
+    nothing is stored; every bad row is named by its line."""
+
+    csv: Annotated[str, StringConstraints(max_length=MAX_IMPORT_BYTES, pattern=NO_NUL)] | None = (
+        Field(default=None, description="e164,country,city,kind,monthly_fee_minor,...")
+    )
+    numbers: Annotated[list[dict[str, InventoryCell]], Field(max_length=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> InventoryImport:
+        if (self.csv is None) == (self.numbers is None):
+            raise ValueError("give either csv (the file's text) or numbers (JSON rows)")
+        return self
+
+
+class ImportOut(Output):
+    imported: int
+
+
+class InventoryQuery(PageQuery):
+    state: NumberState | None = None
+    account_id: Id | None = None
+    country_code: Annotated[int, Field(ge=1, le=999)] | None = None
+    region: Region | None = None
+    city: City | None = None
+    kind: NumberKind | None = None
+    did_prefix: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{1,15}$")] | None = Field(
+        default=None, description="numbers starting with these digits, e.g. +4930"
+    )
+
+
+class InventoryNumberOut(NumberOut):
+    reservable: bool
+    expected_activation: str | None
+
+
+class InventoryList(Output):
+    items: list[InventoryNumberOut]
+
+
+class InventoryEditIn(Input):
+    """Only the fields sent change; ``null`` clears ``city`` / ``expected_activation``."""
+
+    monthly_fee_minor: MinorFee | None = None
+    setup_fee_minor: MinorFee | None = None
+    currency: CurrencyCode | None = None
+    reservable: bool | None = None
+    needs_documents: bool | None = None
+    city: City | None = None
+    expected_activation: Annotated[str, StringConstraints(max_length=50, pattern=NO_NUL)] | None = (
+        None
+    )
+
+
+# In a JSON body a day is a "YYYY-MM-DD" string (strict JSON parsing reads it as a
+# date; a BeforeValidator would make it want a date object).
+BodyDay = date
+
+
+class ActivationIn(Input):
+    activated_on: BodyDay | None = Field(
+        default=None,
+        description="the activation day, which fixes the monthly charge day (default: today, "
+        "UTC); may be in the past, never in the future",
+    )
+
+
+class RefusalIn(Input):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=150, pattern=NO_NUL)]
+
+
+class RateIn(Input):
+    prefix: Annotated[str, StringConstraints(pattern=r"^\+?[1-9][0-9]{0,14}$")] = Field(
+        description="E.164 digits a destination starts with, e.g. 49 or 4915"
+    )
+    rate_per_minute_minor: Annotated[int, Field(ge=0, le=10**9)]
+    currency: CurrencyCode
+    description: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+
+
+class RateEdit(Input):
+    rate_per_minute_minor: Annotated[int, Field(ge=0, le=10**9)] | None = None
+    currency: CurrencyCode | None = None
+    description: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] | None = None
+
+
+class RateOut(Output):
+    id: int
+    prefix: str
+    rate_per_minute_minor: int
+    currency: str
+    description: str
+
+
+class RateList(Output):
+    items: list[RateOut]
+
+
+class RateQuery(PageQuery):
+    prefix: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{1,15}$")] | None = Field(
+        default=None, description="rates whose prefix starts with these digits"
+    )
+    number: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{2,15}$")] | None = Field(
+        default=None, description="only the rate that applies to this number (longest prefix)"
+    )
+
+
+class RateImport(Input):
+    csv: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_IMPORT_BYTES, pattern=NO_NUL)
+    ] = Field(description="prefix,rate_per_minute_minor,currency,description")
+
+
+class RateImportOut(Output):
+    added: int
+    updated: int
+
+
+class GiveBack(Input):
+    did: DidText
+
+
+class DiscountIn(Input):
+    volume_discount_pct: Annotated[int, Field(ge=0, le=100)] = Field(
+        description="the negotiated discount on buying 5 or more numbers at once"
+    )
+
+
+class DiscountOut(Output):
+    account_id: int
+    volume_discount_pct: int
