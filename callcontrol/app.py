@@ -174,7 +174,10 @@ def privacy_purge_scheduler(
     media_root = settings.media.root
 
     async def purge(now: datetime, retention_days: int) -> PurgeResult:
-        return await purge_expired(sessions, now, retention_days, media_root=media_root)
+        return await purge_expired(
+            sessions, now, retention_days, media_root=media_root,
+            documents_root=settings.documents.root,
+        )  # fmt: skip
 
     return PrivacyPurgeScheduler(purge=purge, settings=settings.privacy, clock=clock)
 

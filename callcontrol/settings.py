@@ -84,6 +84,14 @@ class MediaSettings(_Part):
         return str(base / relative)
 
 
+class DocumentSettings(_Part):
+    """End users' documents: kept apart from the media folder (which Asterisk
+    reads), never served to another account."""
+
+    root: Path = Path("./var/documents")
+    max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+
+
 class CallSettings(_Part):
     """Call-handling knobs that are not per-number data."""
 
@@ -155,6 +163,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
     media: MediaSettings = MediaSettings()
+    documents: DocumentSettings = DocumentSettings()
     calls: CallSettings = CallSettings()
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()

@@ -344,6 +344,26 @@ class ApiToken(Base):
     label: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
 
+class NumberDocument(Base):
+    """An end user's document for a number that needs one; the file lives under
+    ``documents.root`` (never the media folder Asterisk reads)."""
+
+    __tablename__ = "number_documents"
+
+    id: Mapped[IntPk]
+    number_id: Mapped[int | None] = mapped_column(_fk("numbers.id", "SET NULL"), index=True)
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id", "CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))  # domain.documents.DocumentKind
+    content_type: Mapped[str] = mapped_column(sa.String(50))
+    original_name: Mapped[str] = mapped_column(sa.String(255))
+    stored_name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger())
+    state: Mapped[str] = mapped_column(sa.String(16), default="submitted")  # DocumentState
+    reason: Mapped[str | None] = mapped_column(sa.String(300))
+    created_at: Mapped[CreatedAt]
+    reviewed_at: Mapped[datetime | None]
+
+
 class NumberBillingState(Base):
     """What billing remembers per number: since when it is suspended (grace days
     count from there), the day its owner deleted it, and the charge date a

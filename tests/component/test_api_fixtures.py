@@ -38,7 +38,13 @@ from callcontrol.domain.vocabulary import (
     NumberState,
 )
 from callcontrol.keys import SESSIONS
-from callcontrol.settings import AmiSettings, DatabaseSettings, MediaSettings, Settings
+from callcontrol.settings import (
+    AmiSettings,
+    DatabaseSettings,
+    DocumentSettings,
+    MediaSettings,
+    Settings,
+)
 from callcontrol.web.api import add_api_routes
 from callcontrol.web.api.config import PROVISIONER
 from callcontrol.web.api.tokens import create_token
@@ -170,6 +176,7 @@ def api_settings(url: str, media_root: Path, max_upload_bytes: int = 1024 * 1024
     return Settings(
         database=DatabaseSettings(url=url),
         media=MediaSettings(root=media_root, max_upload_bytes=max_upload_bytes),
+        documents=DocumentSettings(root=media_root.parent / "documents", max_bytes=64 * 1024),
         ami=AmiSettings(enabled=False),
         provisioning=ProvisioningSettings(
             file_path=provisioning_file(media_root), realm=REALM, sip_domain=SIP_DOMAIN

@@ -17,9 +17,12 @@ from callcontrol.db.models import (
     ForwardingDestination,
     MediaFile,
     Number,
+    NumberDocument,
     SipAccount,
     VoicemailMessage,
 )
+
+PDF = b"%PDF-1.4\n" + b"x" * 100
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Victim:
     message_id: int
     sip_account_id: int
     token_id: int
+    document_id: int
 
 
 async def _victim(api: Api) -> Victim:
@@ -56,7 +60,17 @@ async def _victim(api: Api) -> Victim:
             sa.select(ApiToken.id).where(ApiToken.account_id == b.account_id)
         )
     assert token_id is not None
-    return Victim(b.account_id, did, media_id, message_id, sip_id, token_id)
+    async with api.sessions() as session, session.begin():
+        await session.execute(
+            sa.update(Number).where(Number.e164 == did).values(needs_documents=True)
+        )
+    doc = await api.client.post(
+        f"/api/v1/numbers/{did}/documents?kind=passport", data=PDF,
+        headers={**b.headers, "Content-Type": "application/pdf"},
+    )  # fmt: skip
+    assert doc.status == 201
+    document_id = (await doc.json())["id"]
+    return Victim(b.account_id, did, media_id, message_id, sip_id, token_id, document_id)
 
 
 async def _present(
@@ -130,6 +144,12 @@ REQUESTS: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/numbers/{did}/refund", None),
     ("POST", "/api/v1/accounts/{account_id}/give-backs", {"did": "+4930123456"}),
     ("PUT", "/api/v1/accounts/{account_id}/discount", {"volume_discount_pct": 50}),
+    ("POST", "/api/v1/numbers/{did}/documents?kind=passport", b"%PDF-1.4 stolen"),
+    ("GET", "/api/v1/numbers/{did}/documents", None),
+    ("GET", "/api/v1/documents/{document_id}", None),
+    ("GET", "/api/v1/documents/{document_id}/file", None),
+    ("POST", "/api/v1/documents/{document_id}/review", {"approved": True}),
+    ("DELETE", "/api/v1/documents/{document_id}", None),
 ]
 # Objects every caller may read (the price list): a customer is refused changes (403).
 PUBLIC = {"rate_id"}
@@ -141,7 +161,13 @@ async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
         assert account is not None
         counts = [
             await session.scalar(sa.select(sa.func.count()).select_from(t))
-            for t in (MediaFile, VoicemailMessage, SipAccount, ForwardingDestination)
+            for t in (
+                MediaFile,
+                VoicemailMessage,
+                SipAccount,
+                ForwardingDestination,
+                NumberDocument,
+            )
         ]
         digest = await session.scalar(sa.select(SipAccount.password_digest))
         presented = await session.scalar(

@@ -22,6 +22,7 @@ from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
     callerid,
+    documents,
     forwarding,
     inventory,
     media,
@@ -54,7 +55,7 @@ __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes
 def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
-        privacy, tokens, inventory, rates, money,
+        privacy, tokens, inventory, rates, money, documents,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 

@@ -24,6 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callcontrol.db.models import NumberDocument
 from callcontrol.domain.callerid import parse_did
 from callcontrol.domain.destinations import DestinationPolicy
 from callcontrol.domain.errors import InvalidInput
@@ -69,7 +70,8 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     media_type: str = "application/json"  # of the answer
-    upload: bool = False  # body is raw audio/wav
+    upload: bool = False  # body is raw bytes (audio/wav unless upload_types says)
+    upload_types: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
     max_body_bytes: int | None = None  # the JSON body's bound; None: ApiSettings.max_json_bytes
 
@@ -241,6 +243,12 @@ async def _refuse_customer(
     if isinstance(did, str):
         async with request.app[SESSIONS]() as session:
             await lookup.number(session, caller, did)
+    document_id = path.get("document_id")
+    if isinstance(document_id, int):
+        async with request.app[SESSIONS]() as session:
+            found = await session.get(NumberDocument, document_id)
+            if found is None or not caller.may_see(found.account_id):
+                raise NotFound(f"document {document_id} not found")
     caller.require_operator()
 
 

@@ -20,8 +20,19 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.db.models import Cdr, MediaFile, Number, SipAccount, VoicemailMessage
-from callcontrol.repositories.personal_data import anonymise_calls, delete_recordings
+from callcontrol.db.models import (
+    Cdr,
+    MediaFile,
+    Number,
+    NumberDocument,
+    SipAccount,
+    VoicemailMessage,
+)
+from callcontrol.repositories.personal_data import (
+    anonymise_calls,
+    delete_documents,
+    delete_recordings,
+)
 from callcontrol.services.erasure import close_account
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
@@ -81,6 +92,9 @@ async def erase_account(call: ApiCall) -> ErasureOut:
     async with call.sessions() as session:
         await lookup.account(session, call.caller, account_id)
     await close_account(call.sessions, call.numbers, call.provisioner, account_id)
+    await delete_documents(
+        call.sessions, call.settings.documents.root, NumberDocument.account_id == account_id
+    )
     recordings = await delete_recordings(
         call.sessions, call.media.root, VoicemailMessage.account_id == account_id
     )

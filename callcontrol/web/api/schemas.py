@@ -593,3 +593,32 @@ class DiscountIn(Input):
 class DiscountOut(Output):
     account_id: int
     volume_discount_pct: int
+
+
+class DocumentUploadQuery(Input):
+    kind: Literal["passport", "proof_of_address", "other"]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)] = (
+        "document"
+    )
+
+
+class DocumentOut(Output):
+    id: int
+    did: str | None
+    kind: str
+    content_type: str
+    original_name: str
+    size_bytes: int
+    state: Literal["submitted", "approved", "rejected"]
+    reason: str | None = Field(description="why the operator rejected it")
+    created_at: datetime
+    reviewed_at: datetime | None
+
+
+class DocumentList(Output):
+    items: list[DocumentOut]
+
+
+class DocumentReview(Input):
+    approved: bool
+    reason: Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)] | None = None
