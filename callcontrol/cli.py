@@ -156,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_with_settings(_token_revoke))
     from callcontrol.sandbox.cli import add_cli as add_sandbox
     from callcontrol.services.cli import add_cli as add_billing
+    from callcontrol.services.operator_cli import add_cli as add_operator
     from provisioning.cli import add_cli as add_provisioning
 
     add_sandbox(commands)
     add_provisioning(commands)
     add_billing(commands)
+    add_operator(commands)
     return parser
 
 
