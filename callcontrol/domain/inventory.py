@@ -171,8 +171,16 @@ def parse_rows(
 
 
 def csv_rows(text: str) -> list[tuple[int, dict[str, Cell]]]:
-    """The rows of a CSV file with a header line, each with its line number."""
-    reader = csv.DictReader(io.StringIO(text))
+    """The rows of a CSV file with a header line, each with its line number; a file
+    the CSV reader cannot read is ``InvalidInput`` naming the line."""
+    try:
+        return _csv_rows(text)
+    except csv.Error as exc:
+        raise InvalidInput(f"not a readable CSV file: {exc}") from None
+
+
+def _csv_rows(text: str) -> list[tuple[int, dict[str, Cell]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None:
         raise InvalidInput("the CSV file is empty: expected a header line")
     missing = [c for c in REQUIRED if c not in reader.fieldnames]

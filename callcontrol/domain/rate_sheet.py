@@ -67,7 +67,15 @@ def _row(line: int, raw: dict[str, str | None]) -> RateRow:
 
 
 def parse_rate_sheet(text: str) -> tuple[list[RateRow], list[RowError]]:
-    reader = csv.DictReader(io.StringIO(text))
+    """Checked rows and the errors by line; an unreadable file is ``InvalidInput``."""
+    try:
+        return _parse(text)
+    except csv.Error as exc:
+        raise InvalidInput(f"not a readable CSV file: {exc}") from None
+
+
+def _parse(text: str) -> tuple[list[RateRow], list[RowError]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None:
         raise InvalidInput("the CSV file is empty: expected a header line")
     missing = [

@@ -50,11 +50,13 @@ async def check_sip_accounts(session: AsyncSession, quotas: QuotaSettings, accou
         raise QuotaExceeded(f"the account has {count} SIP accounts (quota {quotas.sip_accounts})")
 
 
-async def check_numbers(session: AsyncSession, quotas: QuotaSettings, account_id: int) -> None:
+async def check_numbers(
+    session: AsyncSession, quotas: QuotaSettings, account_id: int, *, adding: int = 1
+) -> None:
     count = await session.scalar(
         sa.select(sa.func.count())
         .select_from(Number)
         .where(Number.account_id == account_id, Number.state.in_(_HELD))
     )
-    if (count or 0) >= quotas.numbers:
+    if (count or 0) + adding > quotas.numbers:
         raise QuotaExceeded(f"the account holds {count} numbers (quota {quotas.numbers})")

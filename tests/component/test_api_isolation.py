@@ -144,6 +144,7 @@ REQUESTS: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/numbers/{did}/refund", None),
     ("POST", "/api/v1/accounts/{account_id}/give-backs", {"did": "+4930123456"}),
     ("PUT", "/api/v1/accounts/{account_id}/discount", {"volume_discount_pct": 50}),
+    ("POST", "/api/v1/accounts/{account_id}/bulk-purchases", {"dids": ["+4930123456"]}),
     ("POST", "/api/v1/numbers/{did}/documents?kind=passport", b"%PDF-1.4 stolen"),
     ("GET", "/api/v1/numbers/{did}/documents", None),
     ("GET", "/api/v1/documents/{document_id}", None),

@@ -293,3 +293,30 @@ async def test_the_next_charge_date_follows_what_billing_charged(api: Api) -> No
     shown = await (await api.client.get(f"/api/v1/numbers/{did}", headers=customer.headers)).json()
     assert shown["next_charge_date"] == "2026-04-20"
     assert NumberState.ACTIVE.value == shown["state"]
+
+
+async def test_buying_five_numbers_at_once_credits_the_negotiated_discount(api: Api) -> None:
+    customer = await api.customer(balance_minor=10_000)
+    base = f"/api/v1/accounts/{customer.account_id}"
+    await api.client.put(f"{base}/discount", json={"volume_discount_pct": 20}, headers=api.operator)
+    dids = [await api.number(None, state=NumberState.AVAILABLE) for _ in range(5)]
+    status, body = await _post(api, f"{base}/bulk-purchases", {"dids": dids}, customer.headers)
+    assert status == 201 and [n["state"] for n in body["items"]] == ["pending"] * 5, body
+    account = await (await api.client.get(base, headers=api.operator)).json()
+    assert account["balance_minor"] == 10_000 - 5 * 100 + 100  # 20 % of 500 of setup fees back
+    few = [await api.number(None, state=NumberState.AVAILABLE) for _ in range(2)]
+    status, _ = await _post(api, f"{base}/bulk-purchases", {"dids": few}, customer.headers)
+    account = await (await api.client.get(base, headers=api.operator)).json()
+    assert status == 201 and account["balance_minor"] == 9_600 - 200  # no discount below 5
+
+
+async def test_a_bulk_purchase_the_balance_does_not_cover_buys_nothing(api: Api) -> None:
+    customer = await api.customer(balance_minor=1_000)  # 5 x (100 + 500) = 3,000 needed
+    dids = [await api.number(None, state=NumberState.AVAILABLE) for _ in range(5)]
+    status, body = await _post(
+        api, f"/api/v1/accounts/{customer.account_id}/bulk-purchases", {"dids": dids},
+        customer.headers,
+    )  # fmt: skip
+    assert status == 409 and body["error"] == "insufficient_funds"
+    pool = await (await api.client.get("/api/v1/pool?limit=1000", headers=customer.headers)).json()
+    assert set(dids) <= {n["e164"] for n in pool["items"]}

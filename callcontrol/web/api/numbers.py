@@ -24,6 +24,7 @@ from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import NotFound, invalid
 from callcontrol.web.api.forwarding import check_destination
 from callcontrol.web.api.schemas import (
+    BulkPurchase,
     NumberList,
     NumberOut,
     NumberSettings,
@@ -132,6 +133,18 @@ async def purchase(call: ApiCall) -> NumberOut:
     return await _number_out(call, change.number_id)
 
 
+async def bulk_purchase(call: ApiCall) -> NumberList:
+    body = call.body_as(BulkPurchase)
+    async with call.sessions() as session:
+        owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            adding = len(body.dids)
+            await quotas.check_numbers(session, call.settings.quotas, owner.id, adding=adding)
+        ids = [await _takeable(session, call.caller, owner.id, did) for did in body.dids]
+    changes = await call.numbers.buy_many(ids, owner.id)
+    return NumberList(items=[await _number_out(call, c.number_id) for c in changes])
+
+
 async def start_test(call: ApiCall) -> NumberOut:
     body = call.body_as(TestRequest)
     async with call.sessions() as session:
@@ -202,6 +215,9 @@ ROUTES = [
     Route("POST", ACC + "/purchases", purchase, "Buy a chosen number or, in automatic "
           "mode, any of a region (and city)", TAG, body=Purchase, response=NumberOut,
           status=201, errors=(409,)),
+    Route("POST", ACC + "/bulk-purchases", bulk_purchase, "Buy several chosen numbers at "
+          "once (5 or more: the negotiated volume discount on the setup fees)", TAG,
+          body=BulkPurchase, response=NumberList, status=201, errors=(409,)),
     Route("POST", ACC + "/tests", start_test, "Borrow a voice number for a one-hour test",
           TAG, body=TestRequest, response=NumberOut, status=201, errors=(409,)),
     Route("GET", NUM, get_number, "A number: state, next charge date, settings", TAG,

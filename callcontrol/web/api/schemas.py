@@ -622,3 +622,10 @@ class DocumentList(Output):
 class DocumentReview(Input):
     approved: bool
     reason: Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)] | None = None
+
+
+class BulkPurchase(Input):
+    """Several chosen numbers bought at once (all or none); from 5 on, the account's
+    negotiated volume discount is credited on their setup fees."""
+
+    dids: Annotated[list[DidText], Field(min_length=1, max_length=100)]
