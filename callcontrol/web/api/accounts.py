@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
-
 from callcontrol.db.models import Account
+from callcontrol.repositories import listings
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import Conflict
@@ -31,9 +30,7 @@ TAG = "accounts"
 async def list_accounts(call: ApiCall) -> AccountList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
-        rows = await session.scalars(
-            sa.select(Account).order_by(Account.id).limit(page.limit).offset(page.offset)
-        )
+        rows = await listings.accounts(session, listings.Page(page.limit, page.offset))
         return AccountList(items=await lookup.account_outs(session, rows))
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from callcontrol.db.models import MediaFile
 from callcontrol.domain.vocabulary import MediaKind
 from callcontrol.domain.wav import canonical_wav, require_telephony_wav
+from callcontrol.repositories import listings
 from callcontrol.repositories import media_files as files
 from callcontrol.services import quotas
 from callcontrol.web.api import lookup
@@ -70,13 +70,7 @@ async def list_media(call: ApiCall) -> MediaList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        rows = await session.scalars(
-            sa.select(MediaFile)
-            .where(MediaFile.account_id == owner.id)
-            .order_by(MediaFile.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
+        rows = await listings.media_of(session, owner.id, listings.Page(page.limit, page.offset))
         return MediaList(items=[MediaOut.model_validate(r) for r in rows])
 
 

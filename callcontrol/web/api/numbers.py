@@ -9,13 +9,13 @@ reserved for itself); anything else is "not found".
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.db.models import MediaFile, Number
+from callcontrol.db.models import Number
 from callcontrol.domain.callerid import parse_did
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.domain.vocabulary import MediaKind, NumberState
+from callcontrol.repositories import listings
 from callcontrol.services import quotas
 from callcontrol.services.numbers import ForwardTo
 from callcontrol.web.api import lookup
@@ -42,17 +42,11 @@ TAG = "numbers"
 
 async def search_pool(call: ApiCall) -> PoolList:
     q = call.query_as(PoolQuery)
-    query = sa.select(Number).where(Number.state == NumberState.AVAILABLE)
-    for column, value in (
-        (Number.country_code, q.country_code),
-        (Number.region, q.region),
-        (Number.city, q.city),
-        (Number.kind, q.kind),
-    ):
-        if value is not None:
-            query = query.where(column == value)
     async with call.sessions() as session:
-        rows = await session.scalars(query.order_by(Number.id).limit(q.limit).offset(q.offset))
+        rows = await listings.pool(
+            session, listings.Page(q.limit, q.offset), country_code=q.country_code,
+            region=q.region, city=q.city, kind=q.kind,
+        )  # fmt: skip
         return PoolList(items=[PoolNumber.model_validate(r) for r in rows])
 
 
@@ -60,13 +54,7 @@ async def list_numbers(call: ApiCall) -> NumberList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        rows = await session.scalars(
-            sa.select(Number)
-            .where(Number.account_id == owner.id)
-            .order_by(Number.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
+        rows = await listings.numbers_of(session, owner.id, listings.Page(page.limit, page.offset))
         return NumberList(items=await lookup.number_outs(session, rows))
 
 
@@ -79,7 +67,7 @@ async def get_number(call: ApiCall) -> NumberOut:
 
 async def _number_out(call: ApiCall, number_id: int) -> NumberOut:
     async with call.sessions() as session:
-        row = await session.get(Number, number_id)
+        row = await listings.number_by_id(session, number_id)
         assert row is not None
         return await lookup.one_number_out(session, row)
 
@@ -90,7 +78,7 @@ async def _takeable(session: AsyncSession, caller: Caller, account_id: int, raw:
         did = parse_did(raw).e164
     except InvalidInput as exc:
         raise invalid("body.did", str(exc)) from None
-    row = await session.scalar(sa.select(Number).where(Number.e164 == did))
+    row = await listings.number_by_did(session, did)
     mine = row is not None and row.state is NumberState.RESERVED and row.account_id == account_id
     if row is None or not (caller.is_operator or row.state is NumberState.AVAILABLE or mine):
         raise NotFound(f"number {did} is not in the pool")
@@ -175,7 +163,7 @@ async def _check_media(
 ) -> None:
     if media_id is None:
         return
-    found = await session.get(MediaFile, media_id)
+    found = await listings.media_file(session, media_id)
     if found is None or found.account_id != number.account_id:
         raise invalid(field, f"no stored file {media_id} of this number's account")
     if found.kind is not kind:

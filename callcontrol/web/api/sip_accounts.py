@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import secrets
 
-import sqlalchemy as sa
-
 from callcontrol.db.models import SipAccount
+from callcontrol.repositories import listings
 from callcontrol.services import quotas
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
@@ -74,13 +73,8 @@ async def list_sip_accounts(call: ApiCall) -> SipAccountList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        rows = await session.scalars(
-            sa.select(SipAccount)
-            .where(SipAccount.account_id == owner.id)
-            .order_by(SipAccount.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
+        page_ = listings.Page(page.limit, page.offset)
+        rows = await listings.sip_accounts_of(session, owner.id, page_)
         return SipAccountList(items=await lookup.sip_account_outs(session, rows))
 
 
