@@ -398,6 +398,7 @@ def engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> Eng
             "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
             "CALLCONTROL_LOG_FORMAT": "json",
             "CALLCONTROL_LOG_LEVEL": "info",
+            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends on loopback
         },
         log_path=workdir / "engine.log",
     )

@@ -218,6 +218,7 @@ def engine_process(
             "CALLCONTROL_MEDIA__ROOT": str(media),
             "CALLCONTROL_LOG_FORMAT": "json",
             "CALLCONTROL_LOG_LEVEL": "info",
+            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends on loopback
         },
         log_path=workdir / "engine.log",
     )

@@ -46,6 +46,7 @@ from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
+from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, utc_now
 from callcontrol.services.phone_reminders import (
     PhoneReminderQueue,
@@ -59,6 +60,7 @@ from callcontrol.web.api import add_api_routes
 from callcontrol.web.health import add_health_routes
 
 log = structlog.get_logger(__name__)
+HEADER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -80,7 +82,10 @@ def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
     policy = routing_policy(settings)
     return DirectionRouter(
         inbound=InboundRouter(
-            directory=SqlNumberDirectory(sessions=sessions, media=settings.media), policy=policy
+            directory=SqlNumberDirectory(
+                sessions=sessions, media=settings.media, policy=destination_policy(settings)
+            ),
+            policy=policy,
         ),
         outbound=OutboundRouter(
             accounts=SqlSipAccountDirectory(sessions=sessions),
@@ -337,7 +342,10 @@ def privacy_purge_scheduler(
     media_root = settings.media.root
 
     async def purge(now: datetime, retention_days: int) -> PurgeResult:
-        return await purge_expired(sessions, now, retention_days, media_root=media_root)
+        return await purge_expired(
+            sessions, now, retention_days, media_root=media_root,
+            documents_root=settings.documents.root,
+        )  # fmt: skip
 
     return PrivacyPurgeScheduler(purge=purge, settings=settings.privacy, clock=clock)
 
@@ -349,7 +357,10 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
 
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
     """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
-    app = web.Application()
+    # Header limits above aiohttp's 8 KiB: an oversized Authorization header then
+    # reaches the API (a JSON 401 that echoes nothing) instead of aiohttp's plain
+    # 400, which quotes the start of the offending line - the token.
+    app = web.Application(handler_args=dict(HEADER_LIMITS))
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     if call_engine:

@@ -58,19 +58,64 @@ def _demo_seed(args: argparse.Namespace, settings: Settings) -> int:
 
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     from callcontrol.db.engine import create_engine, session_factory
-    from callcontrol.web.api.tokens import create_token
+    from callcontrol.web.api.tokens import create_token, expiry
 
     async def run() -> str:
         engine = create_engine(settings.database, pooled=False)
         try:
             sessions = session_factory(engine)
+            extra = {"expires_at": expiry(args.expires_in_days), "label": args.label}
             if args.operator:
-                return await create_token(sessions, role="operator")
-            return await create_token(sessions, role="customer", account_id=args.account)
+                return await create_token(sessions, role="operator", **extra)
+            return await create_token(sessions, role="customer", account_id=args.account, **extra)
         finally:
             await engine.dispose()
 
     print(asyncio.run(run()))
+    return 0
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per token: id, role, account, state, expiry, label - never a secret."""
+    from callcontrol.db.engine import create_engine, session_factory
+    from callcontrol.db.types import utcnow
+    from callcontrol.repositories.api_tokens import TokenInfo, list_tokens
+
+    async def run() -> list[TokenInfo]:
+        engine = create_engine(settings.database, pooled=False)
+        try:
+            async with session_factory(engine)() as session:
+                return await list_tokens(session, account_id=args.account)
+        finally:
+            await engine.dispose()
+
+    now = utcnow()
+    print("id\trole\taccount\tstate\texpires_at\tlabel")
+    for t in asyncio.run(run()):
+        expired = t.expires_at is not None and t.expires_at <= now
+        state = "revoked" if t.revoked_at else "expired" if expired else "active"
+        expires = t.expires_at.isoformat() if t.expires_at else "-"
+        account = "-" if t.account_id is None else str(t.account_id)
+        print(f"{t.id}\t{t.role}\t{account}\t{state}\t{expires}\t{t.label}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from callcontrol.db.engine import create_engine, session_factory
+    from callcontrol.repositories.api_tokens import revoke_by_id
+
+    async def run() -> bool:
+        engine = create_engine(settings.database, pooled=False)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await revoke_by_id(session, args.token_id)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(run()):
+        print(f"callcontrol: no active token {args.token_id}", file=sys.stderr)
+        return 1
+    print(f"token {args.token_id} revoked")
     return 0
 
 
@@ -98,14 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     who = create.add_mutually_exclusive_group(required=True)
     who.add_argument("--operator", action="store_true", help="an operator token")
     who.add_argument("--account", type=int, help="a customer token for this account")
+    create.add_argument(
+        "--expires-in-days", type=int, default=None, help="stop working after N days"
+    )
+    create.add_argument("--label", default="", help="what the token is for (shown by list)")
     create.set_defaults(handler=_with_settings(_token_create))
+    listing = token_commands.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--account", type=int, default=None, help="only this account's")
+    listing.set_defaults(handler=_with_settings(_token_list))
+    revoke = token_commands.add_parser("revoke", help="revoke a token by its id (see list)")
+    revoke.add_argument("token_id", type=int)
+    revoke.set_defaults(handler=_with_settings(_token_revoke))
     from callcontrol.sandbox.cli import add_cli as add_sandbox
     from callcontrol.services.cli import add_cli as add_billing
+    from callcontrol.services.operator_cli import add_cli as add_operator
     from provisioning.cli import add_cli as add_provisioning
 
     add_sandbox(commands)
     add_provisioning(commands)
     add_billing(commands)
+    add_operator(commands)
     return parser
 
 

@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from provisioning.settings import ProvisioningSettings
@@ -83,6 +91,14 @@ class MediaSettings(_Part):
         return str(base / relative)
 
 
+class DocumentSettings(_Part):
+    """End users' documents: kept apart from the media folder (which Asterisk
+    reads), never served to another account."""
+
+    root: Path = Path("./var/documents")
+    max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+
+
 class CallSettings(_Part):
     """Call-handling knobs that are not per-number data."""
 
@@ -129,6 +145,31 @@ class PrivacySettings(_Part):
     purge_interval_s: float = Field(default=3600.0, gt=0)
 
 
+class ForwardingSettings(_Part):
+    """Abuse rules of forwarding targets (``domain/destinations.py``).
+
+    ``allowed_networks`` lifts the address rules (loopback, private ...) for the
+    networks listed: a lab deployment on loopback sets ``["127.0.0.0/8"]``. The
+    provider's own services stay refused whatever is allowed: Asterisk's SIP
+    (``asterisk_sip``), ARI and AMI (from their settings), and ``own_domains``
+    (with ``provisioning.sip_domain``).
+    """
+
+    allowed_networks: tuple[IPvAnyNetwork, ...] = ()
+    asterisk_sip: tuple[str, ...] = ("127.0.0.1:5060",)
+    own_domains: tuple[str, ...] = ()
+
+
+class QuotaSettings(_Part):
+    """Per-account limits on what a customer may store or create."""
+
+    greeting_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    greetings: int = Field(default=20, ge=0)
+    sip_accounts: int = Field(default=20, ge=0)
+    numbers: int = Field(default=100, ge=0)
+    documents: int = Field(default=20, ge=0)
+
+
 Environment = Literal["development", "production", "test"]
 
 
@@ -149,11 +190,14 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()
     media: MediaSettings = MediaSettings()
+    documents: DocumentSettings = DocumentSettings()
     calls: CallSettings = CallSettings()
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
     phone_reminders: PhoneReminderSettings = PhoneReminderSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
+    forwarding: ForwardingSettings = ForwardingSettings()
+    quotas: QuotaSettings = QuotaSettings()
 
 
 class SettingsError(Exception):

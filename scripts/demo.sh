@@ -9,6 +9,8 @@ if [ "${1:-}" = "down" ]; then
 fi
 bash scripts/setup.sh
 export CALLCONTROL_MEDIA__ASTERISK_ROOT=/srv/callcontrol/media
+# A lab on loopback: the demo far end is 127.0.0.3 (Asterisk's own ports stay refused).
+export CALLCONTROL_FORWARDING__ALLOWED_NETWORKS='["127.0.0.0/8"]'
 mkdir -p var/media
 .venv/bin/callcontrol sandbox up --media var/media
 .venv/bin/callcontrol db upgrade

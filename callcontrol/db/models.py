@@ -148,6 +148,8 @@ class Number(Base):
     reservable: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     needs_documents: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     documents_accepted_at: Mapped[datetime | None]
+    # What the local carrier says activation takes ("24h", "1-2 days", "5-15 working days").
+    expected_activation: Mapped[str | None] = mapped_column(sa.String(50))
     activated_on: Mapped[date | None]  # fixes the monthly charge day
     monthly_fee_minor: Mapped[Minor]
     setup_fee_minor: Mapped[Minor]
@@ -338,6 +340,28 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)  # sha256 hex
     created_at: Mapped[CreatedAt]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # None: until revoked
+    label: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
+
+
+class NumberDocument(Base):
+    """An end user's document for a number that needs one; the file lives under
+    ``documents.root`` (never the media folder Asterisk reads)."""
+
+    __tablename__ = "number_documents"
+
+    id: Mapped[IntPk]
+    number_id: Mapped[int | None] = mapped_column(_fk("numbers.id", "SET NULL"), index=True)
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id", "CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))  # domain.documents.DocumentKind
+    content_type: Mapped[str] = mapped_column(sa.String(50))
+    original_name: Mapped[str] = mapped_column(sa.String(255))
+    stored_name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger())
+    state: Mapped[str] = mapped_column(sa.String(16), default="submitted")  # DocumentState
+    reason: Mapped[str | None] = mapped_column(sa.String(300))
+    created_at: Mapped[CreatedAt]
+    reviewed_at: Mapped[datetime | None]
 
 
 class NumberBillingState(Base):

@@ -64,6 +64,7 @@ class NumberAction(StrEnum):
     GIVE_BACK = "give_back"
     START_TEST = "start_test"
     TEST_EXPIRED = "test_expired"
+    REFUSE_ACTIVATION = "refuse_activation"  # the carrier (or operator) will not activate it
 
 
 class CallAdmission(StrEnum):
@@ -236,6 +237,7 @@ _ALLOWED: Final[dict[NumberAction, tuple[frozenset[NumberState], NumberState]]] 
     A.GIVE_BACK: (frozenset({S.DISCONNECTED}), S.ACTIVE),
     A.START_TEST: (frozenset({S.AVAILABLE}), S.TESTING),
     A.TEST_EXPIRED: (frozenset({S.TESTING}), S.AVAILABLE),
+    A.REFUSE_ACTIVATION: (frozenset({S.PENDING}), S.AVAILABLE),
 }
 
 _SYSTEM_ONLY: Final = frozenset(
@@ -248,6 +250,7 @@ _SYSTEM_ONLY: Final = frozenset(
         A.DISCONNECT,
         A.RETURN_TO_POOL,
         A.TEST_EXPIRED,
+        A.REFUSE_ACTIVATION,
     }
 )
 _ACCOUNT_ONLY: Final = frozenset({A.RESERVE, A.BUY, A.GIVE_BACK, A.START_TEST})
@@ -261,6 +264,12 @@ class _Ctx:
     now: datetime
     target: NumberState
     reservation_hold: timedelta
+    activation_day: date | None = None
+
+    @property
+    def day(self) -> date:
+        """The activation day: given explicitly (back-dated), else today."""
+        return self.activation_day or self.now.date()
 
     def refuse(self, reason: str) -> IllegalTransition:
         return IllegalTransition(self.number.state, self.target, self.action, reason)
@@ -286,18 +295,22 @@ def transition(
     actor_account_id: int | None,
     now: datetime,
     reservation_hold: timedelta = DEFAULT_RESERVATION_HOLD,
+    activation_day: date | None = None,
 ) -> Transition:
     """Decide ``action`` on ``number``; raise ``IllegalTransition`` when refused.
 
     ``actor_account_id`` is the customer acting, or None for the system / staff.
-    ``now`` must be tz-aware; its date is the activation / deletion day.
+    ``now`` must be tz-aware; its date is the activation / deletion day unless
+    ``activation_day`` names another (never later than ``now``'s date).
     """
+    if activation_day is not None and activation_day > now.date():
+        raise InvalidInput(f"an activation day may not be in the future: {activation_day}")
     if now.tzinfo is None or now.utcoffset() is None:
         raise InvalidInput(f"now must be timezone-aware: {now!r}")
     sources, target = _ALLOWED[action]
     if action is A.GIVE_BACK and number.needs_documents:
         target = S.PENDING
-    ctx = _Ctx(number, action, actor_account_id, now, target, reservation_hold)
+    ctx = _Ctx(number, action, actor_account_id, now, target, reservation_hold, activation_day)
     if number.state not in sources:
         allowed = ", ".join(sorted(sources))
         raise ctx.refuse(f"the number is {number.state}; {action} needs {allowed}")
@@ -347,7 +360,7 @@ def _activate(c: _Ctx) -> Transition:
         raise c.refuse("the end user's documents have not been accepted")
     if n.account_id is None:
         raise c.refuse("a pending number without an owner cannot be activated")
-    return c.to(S.ACTIVE, *_activation(n, n.account_id, c.now.date()))
+    return c.to(S.ACTIVE, *_activation(n, n.account_id, c.day))
 
 
 def _suspend(c: _Ctx) -> Transition:
@@ -391,7 +404,7 @@ def _give_back(c: _Ctx) -> Transition:
     paid = (SetOwner(owner), *_setup_fee(n, owner))
     if n.needs_documents:  # the carrier needs the documents again for a re-assignment
         return c.to(S.PENDING, *paid)
-    return c.to(S.ACTIVE, *paid, *_activation(n, owner, c.now.date()))
+    return c.to(S.ACTIVE, *paid, *_activation(n, owner, c.day))
 
 
 def _start_test(c: _Ctx) -> Transition:
@@ -407,6 +420,11 @@ def _test_expired(c: _Ctx) -> Transition:
     expires = c.number.test_expires_at
     if expires is not None and c.now < expires:
         raise c.refuse(f"the test runs until {expires.isoformat()}")
+    return c.to(S.AVAILABLE, ClearOwner())
+
+
+def _refuse_activation(c: _Ctx) -> Transition:
+    """Back to the pool; what the order charged is refunded by the edge."""
     return c.to(S.AVAILABLE, ClearOwner())
 
 
@@ -440,6 +458,7 @@ _DECIDERS: Final[dict[NumberAction, Callable[[_Ctx], Transition]]] = {
     A.GIVE_BACK: _give_back,
     A.START_TEST: _start_test,
     A.TEST_EXPIRED: _test_expired,
+    A.REFUSE_ACTIVATION: _refuse_activation,
 }
 
 

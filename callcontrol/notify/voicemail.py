@@ -17,6 +17,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db.models import Account, VoicemailMessage
+from callcontrol.domain.errors import InvalidInput
+from callcontrol.domain.wav import inspect_wav
 from callcontrol.notify.mailer import Mailer
 from callcontrol.repositories import media_files
 
@@ -53,7 +55,7 @@ class MailingVoicemailBox:
                 cdr_id=call_id,
                 caller=caller,
                 stored_name=stored_name,
-                duration_ms=duration_s * 1000,
+                duration_ms=recorded_ms(audio, duration_s),
                 size_bytes=len(audio),
             )
             session.add(message)
@@ -76,6 +78,15 @@ class MailingVoicemailBox:
                     mail_error=error,
                 )
             )
+
+
+def recorded_ms(audio: bytes, duration_s: int) -> int:
+    """The message's length from its own audio (ARI reports whole seconds only: a
+    1.92 s message was stored as 1000 ms); the reported seconds if it is no WAV."""
+    try:
+        return inspect_wav(audio, max_bytes=max(len(audio), 1)).duration_ms
+    except (InvalidInput, ZeroDivisionError):
+        return duration_s * 1000
 
 
 def _voicemail_mail(

@@ -14,6 +14,10 @@ would also take the write lock), and the driver's own statement cache
 (asyncpg prepares it once per connection). On SQLite one connection is kept
 for lookups (closed when the engine is disposed). The raw row is typed here
 (``_typed_row``). Only a PSTN destination costs a second query, for its rate.
+
+With a ``DestinationPolicy`` every destination is checked again here, as the API
+checked it when it was set (settings change; a DID imported later may close a
+forwarding loop): a refused one is left out of the snapshot and logged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from callcontrol.db.models import (
@@ -35,10 +40,12 @@ from callcontrol.db.models import (
     Rate,
 )
 from callcontrol.domain import rating
+from callcontrol.domain.destinations import DestinationPolicy
 from callcontrol.domain.routing import DestinationFacts, NumberSnapshot
 from callcontrol.domain.vocabulary import DestinationType, ForwardingMode, NumberKind, NumberState
 from callcontrol.settings import MediaSettings
 
+log = structlog.get_logger(__name__)
 _NUMBERS = cast(sa.Table, Number.__table__)
 _ACCOUNTS = cast(sa.Table, Account.__table__)
 _RULES = cast(sa.Table, ForwardingRule.__table__)
@@ -96,15 +103,23 @@ _RATE = (
     .order_by(sa.func.length(_RATES.c.prefix).desc())
     .limit(1)
 )
+_OWN_DID = sa.select(_NUMBERS.c.id).where(_NUMBERS.c.e164 == sa.bindparam("did")).limit(1)
 
 
 class SqlNumberDirectory:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], media: MediaSettings) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        media: MediaSettings,
+        policy: DestinationPolicy | None = None,
+    ) -> None:
         bind = sessions.kw.get("bind")
         if not isinstance(bind, AsyncEngine):
             raise TypeError("SqlNumberDirectory needs sessions bound to an AsyncEngine")
         self._engine = bind
         self._media = media
+        self._policy = policy
         self._uris: dict[str, str] = {}
         compiled = _SNAPSHOT.compile(dialect=bind.dialect)
         self._sql = str(compiled)
@@ -205,8 +220,23 @@ class SqlNumberDirectory:
             rate = None
             if kind is DestinationType.PSTN and conn is not None:
                 rate = await _rate_for(conn, target.lstrip("+"))
+            if self._policy is not None and await self._refused(conn, kind, target):
+                continue
             facts.append(DestinationFacts(position, kind, target, timeout, rate))
         return tuple(facts)
+
+
+    async def _refused(
+        self, conn: AsyncConnection | None, kind: DestinationType, target: str
+    ) -> bool:
+        assert self._policy is not None
+        own = False
+        if kind is DestinationType.PSTN and conn is not None:
+            own = (await conn.execute(_OWN_DID, {"did": target})).first() is not None
+        refused = self._policy.refusal(kind, target, own_number=own)
+        if refused is not None:
+            log.warning("destination_refused_at_call_time", target=target, rule=refused.rule)
+        return refused is not None
 
 
 def _typed_row(row: Any) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcontrol.db.models import Cdr, VoicemailMessage
+from callcontrol.db.models import Cdr, NumberDocument, VoicemailMessage
 from callcontrol.repositories import media_files
 
 _BATCH = 500
@@ -26,6 +26,26 @@ _BATCH = 500
 class PurgeResult:
     calls_anonymised: int
     recordings_deleted: int
+    documents_deleted: int = 0
+
+
+async def delete_documents(
+    sessions: async_sessionmaker[AsyncSession], root: Path, *where: sa.ColumnElement[bool]
+) -> int:
+    """Delete matching end-user documents (file, then row); how many."""
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                sa.select(NumberDocument.id, NumberDocument.stored_name).where(*where)
+            )
+        ).all()
+    for _, stored_name in rows:
+        await media_files.remove(root, stored_name)
+    if rows:
+        async with sessions() as session, session.begin():
+            ids = [document_id for document_id, _ in rows]
+            await session.execute(sa.delete(NumberDocument).where(NumberDocument.id.in_(ids)))
+    return len(rows)
 
 
 async def delete_recordings(
@@ -64,8 +84,10 @@ async def purge_expired(
     retention_days: int,
     *,
     media_root: Path,
+    documents_root: Path | None = None,
 ) -> PurgeResult:
-    """Remove caller numbers and voicemail recordings older than ``retention_days``."""
+    """Remove caller numbers and voicemail recordings older than ``retention_days``,
+    and end users' documents reviewed longer ago than that (with ``documents_root``)."""
     if retention_days < 1:
         raise ValueError("retention_days must be at least 1")
     cutoff = now - timedelta(days=retention_days)
@@ -77,4 +99,12 @@ async def purge_expired(
             .where(VoicemailMessage.caller.is_not(None), VoicemailMessage.created_at < cutoff)
             .values(caller=None)
         )
-    return PurgeResult(calls_anonymised=anonymised, recordings_deleted=recordings)
+    documents = 0
+    if documents_root is not None:
+        documents = await delete_documents(
+            sessions, documents_root,
+            NumberDocument.reviewed_at.is_not(None), NumberDocument.reviewed_at < cutoff,
+        )  # fmt: skip
+    return PurgeResult(
+        calls_anonymised=anonymised, recordings_deleted=recordings, documents_deleted=documents
+    )

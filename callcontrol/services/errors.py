@@ -29,3 +29,9 @@ class RefundRefused(DomainError):
     """The order is outside the 2-working-day window, or there is nothing to refund."""
 
     code: ClassVar[str] = "refund_refused"
+
+
+class QuotaExceeded(DomainError):
+    """The account is at one of its quotas (``settings.quotas``)."""
+
+    code: ClassVar[str] = "quota_exceeded"

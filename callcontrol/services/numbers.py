@@ -22,6 +22,7 @@ core's:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -32,12 +33,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from callcontrol.db import ledger
-from callcontrol.db.models import ForwardingDestination, ForwardingRule, Number
+from callcontrol.db.models import Account, ForwardingDestination, ForwardingRule, Number
 from callcontrol.domain import lifecycle as lc
-from callcontrol.domain.billing import BillableNumber, due_monthly_charges
+from callcontrol.domain.billing import (
+    BillableNumber,
+    bulk_purchase_discount,
+    due_monthly_charges,
+)
 from callcontrol.domain.errors import CurrencyMismatch, InvalidInput
 from callcontrol.domain.lifecycle import NumberAction, Transition
-from callcontrol.domain.money import validate_minor
+from callcontrol.domain.money import apply_discount, validate_minor
 from callcontrol.domain.vocabulary import (
     DestinationType,
     ForwardingMode,
@@ -48,7 +53,7 @@ from callcontrol.domain.vocabulary import (
 from callcontrol.notify.mailer import Mailer
 from callcontrol.services import transitions as tr
 from callcontrol.services.errors import InsufficientFunds, NoNumberAvailable
-from callcontrol.services.refunds import refund_latest_order
+from callcontrol.services.refunds import refund_latest_order, refund_setup_fee
 from callcontrol.services.tables import BillingRun
 from callcontrol.services.transitions import OPERATOR, SYSTEM, Actor, Work
 
@@ -143,6 +148,36 @@ class NumberService:
 
         return await self._run(op)
 
+    async def buy_many(self, number_ids: list[int], account_id: int) -> list[NumberChange]:
+        """Buy several chosen numbers at once, all or none. From 5 numbers on, the
+        account's negotiated volume discount is credited on their setup fees (one
+        ``discount`` entry; the monthly fees are not discounted)."""
+
+        async def op(work: Work) -> list[NumberChange]:
+            _, currency = await tr.lock_account(work.session, account_id)
+            numbers = [await tr.lock_number(work.session, n) for n in sorted(set(number_ids))]
+            total = sum(n.setup_fee_minor + n.monthly_fee_minor for n in numbers)
+            balance, _ = await tr.lock_account(work.session, account_id)
+            if balance < total:
+                raise InsufficientFunds(
+                    f"the balance {balance} does not cover the setup fees and first "
+                    f"months ({total})"
+                )
+            changes = [await _buy_locked(work, n, account_id) for n in numbers]
+            pct = await _negotiated_pct(work.session, account_id)
+            setup = sum(n.setup_fee_minor for n in numbers)
+            _, discount = apply_discount(setup, bulk_purchase_discount(len(numbers), pct))
+            if discount:
+                await ledger.post(
+                    work.session, account_id=account_id, kind=LedgerKind.DISCOUNT,
+                    amount_minor=discount, currency=currency,
+                    idempotency_key=f"bulk-discount:{account_id}:{uuid.uuid4()}",
+                    description=f"volume discount {pct}% on {len(numbers)} numbers' setup fees",
+                )  # fmt: skip
+            return changes
+
+        return await self._run(op)
+
     async def buy_automatic(
         self, account_id: int, region: str, city: str | None = None,
         kind: NumberKind = NumberKind.VOICE,
@@ -159,9 +194,31 @@ class NumberService:
     async def accept_documents(self, number_id: int) -> NumberChange:
         return await self._on_number(number_id, A.DOCUMENTS_ACCEPTED, OPERATOR)
 
-    async def activate(self, number_id: int) -> NumberChange:
-        """The carrier confirmed: active, first month charged, activation mail sent."""
-        return await self._on_number(number_id, A.ACTIVATE, SYSTEM)
+    async def activate(self, number_id: int, *, on: date | None = None) -> NumberChange:
+        """The carrier confirmed: active, first month charged, activation mail sent.
+        ``on`` back-dates the activation day (and so the charge day); never the future."""
+
+        async def op(work: Work) -> NumberChange:
+            work.activation_day = on
+            number = await tr.lock_number_with_owner(work.session, number_id)
+            step = await tr.apply(work, number, A.ACTIVATE, SYSTEM)
+            return NumberChange.of(number_id, step)
+
+        return await self._run(op)
+
+    async def refuse_activation(self, number_id: int, *, reason: str = "") -> NumberChange:
+        """The carrier will not activate a pending number: back to the pool, and the
+        setup fee of the order refunded (exactly once)."""
+
+        async def op(work: Work) -> NumberChange:
+            number = await tr.lock_number_with_owner(work.session, number_id)
+            owner = number.account_id
+            step = await tr.apply(work, number, A.REFUSE_ACTIVATION, OPERATOR, reason=reason)
+            if owner is not None:
+                await refund_setup_fee(work, number.id, owner)
+            return NumberChange.of(number_id, step)
+
+        return await self._run(op)
 
     # -- tests and expiries ----------------------------------------------------------------
 
@@ -321,6 +378,13 @@ async def _pick_available(
         where = f"{region}/{city}" if city else region
         raise NoNumberAvailable(f"no available {kind} number in {where}")
     return number
+
+
+async def _negotiated_pct(session: AsyncSession, account_id: int) -> int:
+    pct = await session.scalar(
+        sa.select(Account.negotiated_bulk_discount_pct).where(Account.id == account_id)
+    )
+    return int(pct or 0)
 
 
 async def _check_prepaid(work: Work, number: Number, account_id: int) -> None:

@@ -16,7 +16,7 @@ from callcontrol.db.models import LedgerEntry, Number, NumberEvent
 from callcontrol.domain.billing import monthly_charge_key, refund_allowed
 from callcontrol.domain.vocabulary import LedgerKind, NumberState
 from callcontrol.services.errors import RefundRefused
-from callcontrol.services.transitions import Work
+from callcontrol.services.transitions import Work, rebalance
 
 
 async def refund_latest_order(work: Work, number: Number, *, tz: str | None = None) -> int:
@@ -65,3 +65,27 @@ async def _order_charges(work: Work, number: Number, owner: int) -> list[LedgerE
         )
     )
     return [entry for entry in (setup, first_month) if entry is not None]
+
+
+async def refund_setup_fee(work: Work, number_id: int, owner: int) -> int:
+    """Refund the latest setup fee ``owner`` paid for the number (an order that was
+    never activated); return the amount (0 when there was none)."""
+    entry = await work.session.scalar(
+        sa.select(LedgerEntry)
+        .where(
+            LedgerEntry.number_id == number_id,
+            LedgerEntry.account_id == owner,
+            LedgerEntry.kind == LedgerKind.SETUP_FEE,
+        )
+        .order_by(LedgerEntry.id.desc())
+        .limit(1)
+    )
+    if entry is None:
+        return 0
+    await ledger.post(
+        work.session, account_id=owner, kind=LedgerKind.REFUND, amount_minor=-entry.amount_minor,
+        currency=entry.currency, number_id=number_id, idempotency_key=f"refund:{entry.id}",
+        description=f"refund of {entry.description} (activation refused)",
+    )  # fmt: skip
+    await rebalance(work, owner)
+    return -entry.amount_minor

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from callcontrol.db.models import (
     Account,
     ForwardingDestination,
     ForwardingRule,
+    LedgerEntry,
     Number,
     NumberEvent,
 )
@@ -68,6 +69,7 @@ class Work:
     now: datetime
     outbox: Outbox = field(default_factory=Outbox)
     reservation_hold: timedelta = lc.DEFAULT_RESERVATION_HOLD
+    activation_day: date | None = None  # an explicit (back-dated) activation
 
 
 async def in_transaction(
@@ -145,6 +147,7 @@ async def apply(
         actor_account_id=actor.account_id,
         now=work.now,
         reservation_hold=work.reservation_hold,
+        activation_day=work.activation_day,
     )
     number.state = decided.to_state
     number.state_changed_at = work.now
@@ -264,10 +267,11 @@ async def _carry_out(
             )  # fmt: skip
             charged.add(account_id)
         case lc.ChargeFirstMonth() as first:
+            key = await _fresh_month_key(session, first.idempotency_key)
             await ledger.post(
                 session, account_id=first.account_id, kind=LedgerKind.MONTHLY_FEE,
                 amount_minor=-first.amount_minor, currency=first.currency, number_id=n.id,
-                period_start=first.period_start, idempotency_key=first.idempotency_key,
+                period_start=first.period_start, idempotency_key=key,
                 description=f"monthly fee {n.e164} from {first.period_start.isoformat()}",
             )  # fmt: skip
             charged.add(first.account_id)
@@ -287,6 +291,24 @@ async def _carry_out(
             (await billing_state(session, n.id)).suspended_since = None
         case lc.RecordDeletedOn(day=day):
             (await billing_state(session, n.id)).deleted_on = day
+
+
+async def _fresh_month_key(session: AsyncSession, key: str) -> str:
+    """The period's charge key, unless that charge was refunded (an order cancelled
+    and the number given back the same day): then a key of its own, so the month
+    is paid again instead of being skipped as "already charged"."""
+    while True:
+        charged = await session.scalar(
+            sa.select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)
+        )
+        if charged is None:
+            return key
+        refund = await session.scalar(
+            sa.select(LedgerEntry.id).where(LedgerEntry.idempotency_key == f"refund:{charged}")
+        )
+        if refund is None:
+            return key  # charged and not refunded: this period is paid
+        key = f"{key}:after-refund:{refund}"
 
 
 async def _wipe_customer_settings(session: AsyncSession, n: Number) -> None:

@@ -12,6 +12,7 @@ the file once pending changes are written.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import struct
 import uuid
@@ -37,7 +38,13 @@ from callcontrol.domain.vocabulary import (
     NumberState,
 )
 from callcontrol.keys import SESSIONS
-from callcontrol.settings import AmiSettings, DatabaseSettings, MediaSettings, Settings
+from callcontrol.settings import (
+    AmiSettings,
+    DatabaseSettings,
+    DocumentSettings,
+    MediaSettings,
+    Settings,
+)
 from callcontrol.web.api import add_api_routes
 from callcontrol.web.api.config import PROVISIONER
 from callcontrol.web.api.tokens import create_token
@@ -169,6 +176,7 @@ def api_settings(url: str, media_root: Path, max_upload_bytes: int = 1024 * 1024
     return Settings(
         database=DatabaseSettings(url=url),
         media=MediaSettings(root=media_root, max_upload_bytes=max_upload_bytes),
+        documents=DocumentSettings(root=media_root.parent / "documents", max_bytes=64 * 1024),
         ami=AmiSettings(enabled=False),
         provisioning=ProvisioningSettings(
             file_path=provisioning_file(media_root), realm=REALM, sip_domain=SIP_DOMAIN
@@ -176,10 +184,12 @@ def api_settings(url: str, media_root: Path, max_upload_bytes: int = 1024 * 1024
     )
 
 
-@pytest.fixture(name="api")
-async def api_fixture(fresh_db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def open_api(db_url: str, tmp_path: Path, **updates: Any) -> AsyncIterator[Api]:
+    """A served API on ``db_url``; ``updates`` replace parts of the settings
+    (``quotas=QuotaSettings(...)``, ``forwarding=...``)."""
     media_root = tmp_path / "media"
-    settings = api_settings(fresh_db_url, media_root)
+    settings = api_settings(db_url, media_root).model_copy(update=updates)
     app = build_app(settings, call_engine=False)
     mailer = RecordingMailer()
     add_api_routes(app, mailer=mailer)  # opens provisioning itself, from settings.provisioning
@@ -192,3 +202,9 @@ async def api_fixture(fresh_db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         yield Api(client, sessions, media_root, operator, mailer, settings.provisioning.file_path)
     finally:
         await client.close()
+
+
+@pytest.fixture(name="api")
+async def api_fixture(fresh_db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async with open_api(fresh_db_url, tmp_path) as api:
+        yield api

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from test_api_fixtures import Api, Customer, api_fixture  # noqa: F401
 
+from callcontrol.domain.vocabulary import NumberState
+
 
 async def _owner_with_number(api: Api) -> tuple[Customer, str]:
     customer = await api.customer()
@@ -20,11 +22,16 @@ async def _put(
     return response.status, await response.json()
 
 
+async def _get(api: Api, customer: Customer, did: str) -> tuple[int, dict[str, object]]:
+    response = await api.client.get(f"/api/v1/numbers/{did}/forwarding", headers=customer.headers)
+    return response.status, await response.json()
+
+
 @pytest.mark.parametrize(
     ("kind", "given", "stored"),
     [
         ("sip_uri", "sip:alice@sip.Other-Provider.example", "sip:alice@sip.other-provider.example"),
-        ("sip_uri", "sip:100@sip.example.net:5080", "sip:100@sip.example.net:5080"),
+        ("sip_uri", "sip:100@sip.other.example:5080", "sip:100@sip.other.example:5080"),
         ("ip", "192.0.2.7", "192.0.2.7"),
         ("ip", "192.0.2.7:5061", "192.0.2.7:5061"),
         ("ip", "sip:100@192.0.2.7:5061", "sip:100@192.0.2.7:5061"),
@@ -134,3 +141,66 @@ async def test_replacing_forwarding_keeps_only_the_new_destinations(api: Api) ->
     response = await api.client.get(f"/api/v1/numbers/{did}/forwarding", headers=customer.headers)
     body = await response.json()
     assert [(d["position"], d["target"]) for d in body["destinations"]] == [(1, "192.0.2.7")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "rule"),
+    [
+        ("ip", "127.0.0.1:5038", "own service"),  # Asterisk's AMI
+        ("ip", "127.0.0.1:8088", "own service"),  # ARI
+        ("ip", "127.0.0.1", "own service"),  # Asterisk's SIP (5060 when no port)
+        ("ip", "127.0.0.7:5080", "loopback"),
+        ("ip", "169.254.169.254", "link-local"),  # cloud metadata
+        ("ip", "10.1.2.3", "private"),
+        ("ip", "192.168.0.10:5060", "private"),
+        ("ip", "100.64.0.1", "shared address space"),
+        ("ip", "224.0.0.1", "multicast"),
+        ("ip", "0.0.0.0", "unspecified"),
+        ("ip", "::1", "loopback"),
+        ("ip", "[::ffff:169.254.169.254]:80", "link-local"),
+        ("sip_uri", "sip:a@[fe80::1]:5060", "link-local"),
+        ("sip_uri", "sip:a@127.0.0.1:5038", "own service"),
+        ("sip_uri", "sip:a@localhost", "loopback"),
+        ("sip_uri", "sip:100@sip.example.net", "own service"),  # the provider's SIP domain
+    ],
+)
+async def test_a_target_on_a_forbidden_address_is_a_422_naming_the_rule(
+    api: Api, kind: str, target: str, rule: str
+) -> None:
+    customer, did = await _owner_with_number(api)
+    status, body = await _put(
+        api, customer, did, {"destinations": [{"type": kind, "target": target}]}
+    )
+    assert status == 422, body
+    message = body["details"][0]["message"]  # type: ignore[index]
+    assert f"rule: {rule}" in message, message
+    _, stored = await _get(api, customer, did)
+    assert stored["destinations"] == []
+
+
+async def test_a_pstn_target_that_is_one_of_our_own_numbers_is_refused_as_a_loop(
+    api: Api,
+) -> None:
+    customer, did = await _owner_with_number(api)
+    other = await api.number(None, state=NumberState.AVAILABLE)  # anyone's, even the pool's
+    status, body = await _put(
+        api, customer, did, {"destinations": [{"type": "pstn", "target": other}]}
+    )
+    assert status == 422, body
+    assert "own number" in body["details"][0]["message"]  # type: ignore[index]
+    status, body = await _put(
+        api, customer, did, {"destinations": [{"type": "pstn", "target": did}]}
+    )
+    assert status == 422 and "own number" in str(body)
+
+
+async def test_a_free_test_may_not_forward_to_a_forbidden_address(api: Api) -> None:
+    customer = await api.customer()
+    did = await api.number(None, state=NumberState.AVAILABLE)
+    response = await api.client.post(
+        f"/api/v1/accounts/{customer.account_id}/tests",
+        json={"did": did, "destination": {"type": "ip", "target": "169.254.169.254"}},
+        headers=customer.headers,
+    )
+    assert response.status == 422
+    assert "link-local" in str(await response.json())

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from test_api_fixtures import REALM, Api, api_fixture  # noqa: F401
 
 from callcontrol.db.models import Account, Cdr, LedgerEntry, SipAccount, VoicemailMessage
-from callcontrol.domain.vocabulary import Disposition
+from callcontrol.domain.vocabulary import Disposition, NumberState
 from callcontrol.repositories.personal_data import purge_expired
 from provisioning.digest import ha1_md5
 
@@ -228,3 +228,65 @@ async def test_purge_expired_removes_only_what_is_older_than_the_retention(api: 
     assert (result.calls_anonymised, result.recordings_deleted) == (1, 1)
     assert callers == {None, "+4915100000008"} and messages == 1
     assert not old.exists() and new.exists()
+
+
+async def test_erasure_closes_the_account_tokens_sip_accounts_numbers_and_later_patches(
+    api: Api,
+) -> None:
+    customer = await api.customer(balance_minor=10_000)
+    base = f"/api/v1/accounts/{customer.account_id}"
+    sip = await api.client.post(
+        f"{base}/sip-accounts", json={"login": "erased1"}, headers=customer.headers
+    )
+    assert sip.status == 201
+    active = await api.number(customer.account_id)
+    reservable = await api.number(None, state=NumberState.AVAILABLE)
+    to_buy = await api.number(None, state=NumberState.AVAILABLE)
+    reserved = await api.client.post(
+        f"{base}/reservations", json={"did": reservable}, headers=customer.headers
+    )
+    bought = await api.client.post(
+        f"{base}/purchases", json={"did": to_buy}, headers=customer.headers
+    )
+    assert (reserved.status, bought.status) == (201, 201)
+    assert "erased1" in await api.pjsip_conf()
+
+    response = await api.client.post(f"{base}/erasure", headers=api.operator)
+    assert response.status == 200, await response.text()
+
+    assert (await api.client.get(base, headers=customer.headers)).status == 401
+    assert "erased1" not in await api.pjsip_conf()
+    states = {}
+    for did in (active, reservable, to_buy):
+        got = await api.client.get(f"/api/v1/numbers/{did}", headers=api.operator)
+        states[did] = ((await got.json())["state"], (await got.json())["account_id"])
+    assert states == {
+        active: ("disconnected", None),
+        reservable: ("available", None),
+        to_buy: ("available", None),
+    }
+    account = await (await api.client.get(base, headers=api.operator)).json()
+    assert account["balance_minor"] == 10_000  # the pending order's setup fee came back
+    patch = await api.client.patch(base, json={"email": "back@example.com"}, headers=api.operator)
+    assert patch.status == 409
+    token = await api.client.post(f"{base}/tokens", headers=api.operator)
+    assert token.status == 409
+
+
+async def test_talk_seconds_follow_one_rounding_rule_in_the_list_the_csv_and_the_totals(
+    api: Api,
+) -> None:
+    """A 2.008 s call was 3 s in the call list and 2 s in the statistics."""
+    customer = await api.customer()
+    did = await api.number(customer.account_id)
+    day = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    await api.cdr(customer.account_id, did, started_at=day, talk_ms=2_008)
+    await api.cdr(customer.account_id, did, started_at=day, talk_ms=1_001)
+    base, headers = f"/api/v1/accounts/{customer.account_id}", customer.headers
+    listed = await (await api.client.get(f"{base}/calls", headers=headers)).json()
+    totals = await (await api.client.get(f"{base}/statistics", headers=headers)).json()
+    exported = await (await api.client.get(f"{base}/calls.csv", headers=headers)).text()
+    per_call = sorted(c["talk_seconds"] for c in listed["items"])
+    assert per_call == [2, 3]
+    assert sorted(int(r["talk_seconds"]) for r in csv.DictReader(io.StringIO(exported))) == [2, 3]
+    assert totals["items"][0]["talk_seconds"] == sum(per_call) == 5

@@ -57,6 +57,8 @@ def engine(
             "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
             "CALLCONTROL_SMTP__PORT": str(smtp.port),
             "CALLCONTROL_LOG_FORMAT": "json",
+            # A lab on loopback: far ends are 127.0.0.3/4 (Asterisk's own ports stay refused).
+            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
             "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
         },
         log_path=logs / "engine.log",

@@ -17,23 +17,30 @@ from aiohttp import web
 
 from callcontrol.keys import SESSIONS, SETTINGS
 from callcontrol.notify.mailer import Mailer, SmtpMailer
+from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
     callerid,
     documents,
+    end_user_documents,
     forwarding,
+    inventory,
     media,
+    money,
     numbers,
     payments,
     privacy,
+    rates,
     reminders,
     sip_accounts,
     statistics,
+    tokens,
     voicemail,
 )
 from callcontrol.web.api.config import (
     API_SETTINGS,
+    DESTINATION_POLICY,
     NUMBER_SERVICE,
     PROVISIONER,
     ApiSettings,
@@ -52,6 +59,7 @@ def all_routes() -> list[Route]:
     modules = (
         accounts, numbers, forwarding, media, voicemail, sip_accounts, callerid, statistics,
         privacy, payments, documents, reminders,
+        tokens, inventory, rates, money, end_user_documents,
     )  # fmt: skip
     return [route for module in modules for route in module.ROUTES]
 
@@ -93,6 +101,7 @@ def add_api_routes(
     its pending reload flushed at shutdown); pass one to share it or to test.
     """
     app[API_SETTINGS] = settings or ApiSettings()
+    app[DESTINATION_POLICY] = destination_policy(app[SETTINGS])
     if provisioner is None:
         app.cleanup_ctx.append(_provisioning)
     else:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
-
 from callcontrol.db.models import Account
+from callcontrol.repositories import listings
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
+from callcontrol.web.api.errors import Conflict
 from callcontrol.web.api.schemas import (
     AccountCreate,
     AccountList,
@@ -19,9 +19,10 @@ from callcontrol.web.api.schemas import (
     BalanceOut,
     PageQuery,
     TokenCreated,
+    TokenCreateQuery,
     TopUp,
 )
-from callcontrol.web.api.tokens import add_token
+from callcontrol.web.api.tokens import add_token, expiry
 
 TAG = "accounts"
 
@@ -29,9 +30,7 @@ TAG = "accounts"
 async def list_accounts(call: ApiCall) -> AccountList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
-        rows = await session.scalars(
-            sa.select(Account).order_by(Account.id).limit(page.limit).offset(page.offset)
-        )
+        rows = await listings.accounts(session, listings.Page(page.limit, page.offset))
         return AccountList(items=await lookup.account_outs(session, rows))
 
 
@@ -55,6 +54,8 @@ async def update_account(call: ApiCall) -> AccountOut:
     body = call.body_as(AccountUpdate)
     async with call.sessions() as session, session.begin():
         row = await lookup.account(session, call.caller, call.id("account_id"))
+        if row.erased_at is not None:
+            raise Conflict(f"account {row.id} was erased; its personal data cannot come back")
         if body.name is not None:
             row.name = body.name
         if "email" in body.model_fields_set:
@@ -67,7 +68,8 @@ async def top_up(call: ApiCall) -> BalanceOut:
     body = call.body_as(TopUp)
     async with call.sessions() as session:
         row = await lookup.account(session, call.caller, call.id("account_id"))
-    key = "top-up:" + (body.idempotency_key or str(uuid.uuid4()))
+    # A key is the account's own: another account may use the same invoice number.
+    key = f"top-up:{row.id}:" + (body.idempotency_key or str(uuid.uuid4()))
     # The service posts through the ledger and reactivates suspended numbers at once.
     done = await call.numbers.top_up(row.id, body.amount_minor, key)
     return BalanceOut(
@@ -79,9 +81,15 @@ async def top_up(call: ApiCall) -> BalanceOut:
 
 
 async def create_customer_token(call: ApiCall) -> TokenCreated:
+    q = call.query_as(TokenCreateQuery)
     async with call.sessions() as session, session.begin():
         row = await lookup.account(session, call.caller, call.id("account_id"))
-        token = await add_token(session, role="customer", account_id=row.id)
+        if row.erased_at is not None:
+            raise Conflict(f"account {row.id} was erased and is closed")
+        token = await add_token(
+            session, role="customer", account_id=row.id, expires_at=expiry(q.expires_in_days),
+            label=q.label,
+        )  # fmt: skip
     return TokenCreated(token=token, role="customer", account_id=row.id)
 
 
@@ -100,5 +108,5 @@ ROUTES = [
           errors=(409,)),  # the idempotency key was used for another amount
     Route("POST", BASE + "/{account_id}/tokens", create_customer_token,
           "Create a customer API token for the account (shown once)", TAG,
-          operator_only=True, response=TokenCreated, status=201),
+          operator_only=True, query=TokenCreateQuery, response=TokenCreated, status=201),
 ]  # fmt: skip

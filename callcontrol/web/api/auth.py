@@ -2,8 +2,9 @@
 
 Rules kept here:
 - A request carries ``Authorization: Bearer <token>``; the database keeps only the
-  token's SHA-256 (hex). No header, a malformed one, an unknown or revoked token:
-  401, the same answer for each, so a probe learns nothing.
+  token's SHA-256 (hex). No header, a malformed one, an unknown, revoked or
+  expired token: 401, the same answer for each, so a probe learns nothing. A
+  token is checked on every request, so a revoked one is refused at once.
 - ``operator`` may do everything; ``customer`` only touches its own account. An
   object of another account is answered 404 exactly as a missing one would be,
   never 403: a customer must not learn that it exists.
@@ -11,15 +12,17 @@ Rules kept here:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcontrol.db.models import ApiToken, TokenRole
+from callcontrol.db.models import TokenRole
+from callcontrol.db.types import utcnow
+from callcontrol.repositories.api_tokens import token_hash, usable_token
 from callcontrol.web.api.errors import Forbidden, NotFound, Unauthorized
+
+__all__ = ["Caller", "authenticate", "bearer_token", "token_hash"]
 
 _MAX_TOKEN_CHARS = 256
 
@@ -49,15 +52,18 @@ class Caller:
             raise Forbidden("only the operator may do this")
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_CHARS:
+    # A header aiohttp decoded with surrogates (bytes that are not UTF-8), or any
+    # character beyond ASCII, is no token of ours: 401 before anything hashes it.
+    if (
+        scheme.lower() != "bearer"
+        or not token
+        or len(token) > _MAX_TOKEN_CHARS
+        or not token.isascii()
+    ):
         raise Unauthorized("send 'Authorization: Bearer <token>' with a valid API token")
     return token
 
@@ -65,11 +71,7 @@ def bearer_token(request: web.Request) -> str:
 async def authenticate(request: web.Request, sessions: async_sessionmaker[AsyncSession]) -> Caller:
     token = bearer_token(request)
     async with sessions() as session:
-        row = await session.scalar(
-            sa.select(ApiToken).where(
-                ApiToken.token_hash == token_hash(token), ApiToken.revoked_at.is_(None)
-            )
-        )
+        row = await usable_token(session, token, utcnow())
     if row is None:
         raise Unauthorized("send 'Authorization: Bearer <token>' with a valid API token")
     return Caller(role=row.role, account_id=row.account_id, token_id=row.id)

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from callcontrol.db.models import SipAccount
+from callcontrol.domain.destinations import DestinationPolicy
 from callcontrol.services.numbers import NumberService
 
 
@@ -45,3 +46,4 @@ class SipAccountProvisioner(Protocol):
 API_SETTINGS = web.AppKey("api_settings", ApiSettings)
 PROVISIONER = web.AppKey("sip_account_provisioner", SipAccountProvisioner)
 NUMBER_SERVICE = web.AppKey("number_service", NumberService)
+DESTINATION_POLICY = web.AppKey("destination_policy", DestinationPolicy)

@@ -15,6 +15,7 @@ the answer model. Handlers see an ``ApiCall`` and never parse anything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -23,15 +24,18 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callcontrol.db.models import NumberDocument
 from callcontrol.domain.callerid import parse_did
+from callcontrol.domain.destinations import DestinationPolicy
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.keys import SESSIONS, SETTINGS
 from callcontrol.services.numbers import NumberService
-from callcontrol.settings import MediaSettings
+from callcontrol.settings import MediaSettings, Settings
 from callcontrol.web.api import lookup
 from callcontrol.web.api.auth import Caller, authenticate
 from callcontrol.web.api.config import (
     API_SETTINGS,
+    DESTINATION_POLICY,
     NUMBER_SERVICE,
     PROVISIONER,
     ApiSettings,
@@ -66,8 +70,10 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     media_type: str = "application/json"  # of the answer
-    upload: bool = False  # body is raw audio/wav
+    upload: bool = False  # body is raw bytes (audio/wav unless upload_types says)
+    upload_types: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
+    max_body_bytes: int | None = None  # the JSON body's bound; None: ApiSettings.max_json_bytes
 
     @property
     def path_params(self) -> list[str]:
@@ -101,6 +107,14 @@ class ApiCall:
     @property
     def numbers(self) -> NumberService:
         return self.request.app[NUMBER_SERVICE]
+
+    @property
+    def destinations(self) -> DestinationPolicy:
+        return self.request.app[DESTINATION_POLICY]
+
+    @property
+    def settings(self) -> Settings:
+        return self.request.app[SETTINGS]
 
     @property
     def provisioner(self) -> SipAccountProvisioner:
@@ -166,12 +180,39 @@ async def read_bounded(request: web.Request, limit: int, what: str) -> bytes:
     return data
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """A key given twice is refused: parsers disagree on which one wins, so a proxy
+    that checked the first and a handler that used the last could be played off."""
+    try:
+        json.loads(raw or b"null", object_pairs_hook=_pairs)
+    except _DuplicateKey as exc:
+        raise invalid("body", f"duplicate key {exc.key!r} in the JSON body") from None
+    except ValueError:
+        return  # not JSON at all: the model's parse says so
+
+
 async def _body(request: web.Request, route: Route, limit: int) -> BaseModel | None:
     if route.body is None:
         return None
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
     raw = await read_bounded(request, limit, "the JSON body")
+    _refuse_duplicate_keys(raw)
     try:
         return route.body.model_validate_json(raw or b"null", strict=True)
     except ValidationError as exc:
@@ -202,6 +243,12 @@ async def _refuse_customer(
     if isinstance(did, str):
         async with request.app[SESSIONS]() as session:
             await lookup.number(session, caller, did)
+    document_id = path.get("number_document_id")
+    if isinstance(document_id, int):
+        async with request.app[SESSIONS]() as session:
+            found = await session.get(NumberDocument, document_id)
+            if found is None or not caller.may_see(found.account_id):
+                raise NotFound(f"document {document_id} not found")
     caller.require_operator()
 
 
@@ -212,7 +259,8 @@ def handler_for(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRes
         if route.operator_only and not caller.is_operator:
             await _refuse_customer(request, caller, path)
         query = _query(request, route.query)
-        body = await _body(request, route, request.app[API_SETTINGS].max_json_bytes)
+        limit = route.max_body_bytes or request.app[API_SETTINGS].max_json_bytes
+        body = await _body(request, route, limit)
         call = ApiCall(request=request, caller=caller, path=path, query=query, body=body)
         return _serialise(route, await route.handler(call))
 

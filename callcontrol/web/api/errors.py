@@ -30,6 +30,7 @@ from callcontrol.domain.errors import (
 )
 from callcontrol.services import callerid as callerid_service
 from callcontrol.services import errors as service_errors
+from callcontrol.services.rates import PrefixTaken
 from provisioning.service import LoginTaken, ProvisioningError, SipAccountNotFound
 
 log = structlog.get_logger(__name__)
@@ -83,6 +84,8 @@ _DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (service_errors.NoNumberAvailable, 409),
     (service_errors.InsufficientFunds, 409),
     (service_errors.RefundRefused, 409),
+    (service_errors.QuotaExceeded, 409),
+    (PrefixTaken, 409),  # before InvalidInput, of which it is a kind
     (callerid_service.ServiceRefused, 409),
     (NotPermitted, 403),
     (IllegalTransition, 409),

@@ -7,15 +7,22 @@ an object of another account is reported exactly as a missing one: 404.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.db.models import Account, MediaFile, Number, SipAccount, VoicemailMessage
+from callcontrol.db.models import (
+    Account,
+    LedgerEntry,
+    MediaFile,
+    Number,
+    SipAccount,
+    VoicemailMessage,
+)
 from callcontrol.domain.billing import next_charge_date
-from callcontrol.domain.vocabulary import NumberState
+from callcontrol.domain.vocabulary import LedgerKind, NumberState
 from callcontrol.services.callerid import held_dids
 from callcontrol.web.api.auth import Caller
 from callcontrol.web.api.errors import NotFound
@@ -77,17 +84,56 @@ async def sip_account(session: AsyncSession, caller: Caller, sip_account_id: int
     return found
 
 
-def number_out(row: Number, today: datetime | None = None) -> NumberOut:
+def number_out(
+    row: Number, today: datetime | None = None, last_charged: date | None = None
+) -> NumberOut:
+    """``last_charged``: the period billing charged last (``last_charged_periods``);
+    the next charge date follows it, whatever today's date is."""
     day = (today or datetime.now(UTC)).date()
-    next_charge = (
-        next_charge_date(row.activated_on, day)
-        if row.activated_on is not None and row.state in _BILLED
-        else None
-    )
+    next_charge = None
+    if row.activated_on is not None and row.state in _BILLED:
+        after = (
+            last_charged if last_charged is not None and last_charged >= row.activated_on else day
+        )
+        next_charge = next_charge_date(row.activated_on, after)
     fields = {
         name: getattr(row, name) for name in NumberOut.model_fields if name != "next_charge_date"
     }
     return NumberOut(**fields, next_charge_date=next_charge)
+
+
+async def last_charged_periods(session: AsyncSession, rows: Iterable[Number]) -> dict[int, date]:
+    """Per number: the latest monthly period billing has charged its current owner."""
+    held = [(r.id, r.account_id) for r in rows if r.account_id is not None]
+    if not held:
+        return {}
+    found = await session.execute(
+        sa.select(
+            LedgerEntry.number_id, LedgerEntry.account_id, sa.func.max(LedgerEntry.period_start)
+        )
+        .where(
+            LedgerEntry.kind == LedgerKind.MONTHLY_FEE,
+            LedgerEntry.number_id.in_([n for n, _ in held]),
+        )
+        .group_by(LedgerEntry.number_id, LedgerEntry.account_id)
+    )
+    owners = dict(held)
+    return {
+        number_id: period
+        for number_id, account_id, period in found
+        if number_id is not None and period is not None and owners.get(number_id) == account_id
+    }
+
+
+async def number_outs(session: AsyncSession, rows: Iterable[Number]) -> list[NumberOut]:
+    """Numbers as answered, each next charge date after what billing charged."""
+    numbers = list(rows)
+    charged = await last_charged_periods(session, numbers)
+    return [number_out(n, last_charged=charged.get(n.id)) for n in numbers]
+
+
+async def one_number_out(session: AsyncSession, row: Number) -> NumberOut:
+    return (await number_outs(session, [row]))[0]
 
 
 async def account_outs(session: AsyncSession, rows: Iterable[Account]) -> list[AccountOut]:

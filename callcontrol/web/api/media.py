@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from callcontrol.db.models import MediaFile
 from callcontrol.domain.vocabulary import MediaKind
 from callcontrol.domain.wav import canonical_wav, require_telephony_wav
+from callcontrol.repositories import listings
 from callcontrol.repositories import media_files as files
+from callcontrol.services import quotas
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route, read_bounded
 from callcontrol.web.api.errors import NotFound, UnsupportedMediaType
@@ -45,6 +46,9 @@ async def upload_media(call: ApiCall) -> MediaOut:
     data = await read_bounded(call.request, limit, "the file")
     info = require_telephony_wav(data, max_bytes=limit)
     audio = canonical_wav(data, info)
+    if not call.caller.is_operator:
+        async with call.sessions() as session:
+            await quotas.check_media(session, call.settings.quotas, owner.id, len(audio))
     stored_name = f"{_FOLDERS[query.kind]}/{owner.id}/{uuid.uuid4()}.wav"
     await files.write(call.media.root, stored_name, audio)
     try:
@@ -66,13 +70,7 @@ async def list_media(call: ApiCall) -> MediaList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        rows = await session.scalars(
-            sa.select(MediaFile)
-            .where(MediaFile.account_id == owner.id)
-            .order_by(MediaFile.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
+        rows = await listings.media_of(session, owner.id, listings.Page(page.limit, page.offset))
         return MediaList(items=[MediaOut.model_validate(r) for r in rows])
 
 

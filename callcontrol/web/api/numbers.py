@@ -9,13 +9,14 @@ reserved for itself); anything else is "not found".
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.db.models import MediaFile, Number
+from callcontrol.db.models import Number
 from callcontrol.domain.callerid import parse_did
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.domain.vocabulary import MediaKind, NumberState
+from callcontrol.repositories import listings
+from callcontrol.services import quotas
 from callcontrol.services.numbers import ForwardTo
 from callcontrol.web.api import lookup
 from callcontrol.web.api.auth import Caller
@@ -23,6 +24,7 @@ from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import NotFound, invalid
 from callcontrol.web.api.forwarding import check_destination
 from callcontrol.web.api.schemas import (
+    BulkPurchase,
     NumberList,
     NumberOut,
     NumberSettings,
@@ -40,17 +42,11 @@ TAG = "numbers"
 
 async def search_pool(call: ApiCall) -> PoolList:
     q = call.query_as(PoolQuery)
-    query = sa.select(Number).where(Number.state == NumberState.AVAILABLE)
-    for column, value in (
-        (Number.country_code, q.country_code),
-        (Number.region, q.region),
-        (Number.city, q.city),
-        (Number.kind, q.kind),
-    ):
-        if value is not None:
-            query = query.where(column == value)
     async with call.sessions() as session:
-        rows = await session.scalars(query.order_by(Number.id).limit(q.limit).offset(q.offset))
+        rows = await listings.pool(
+            session, listings.Page(q.limit, q.offset), country_code=q.country_code,
+            region=q.region, city=q.city, kind=q.kind,
+        )  # fmt: skip
         return PoolList(items=[PoolNumber.model_validate(r) for r in rows])
 
 
@@ -58,26 +54,22 @@ async def list_numbers(call: ApiCall) -> NumberList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        rows = await session.scalars(
-            sa.select(Number)
-            .where(Number.account_id == owner.id)
-            .order_by(Number.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
-        return NumberList(items=[lookup.number_out(r) for r in rows])
+        rows = await listings.numbers_of(session, owner.id, listings.Page(page.limit, page.offset))
+        return NumberList(items=await lookup.number_outs(session, rows))
 
 
 async def get_number(call: ApiCall) -> NumberOut:
     async with call.sessions() as session:
-        return lookup.number_out(await lookup.number(session, call.caller, call.did()))
+        return await lookup.one_number_out(
+            session, await lookup.number(session, call.caller, call.did())
+        )
 
 
 async def _number_out(call: ApiCall, number_id: int) -> NumberOut:
     async with call.sessions() as session:
-        row = await session.get(Number, number_id)
+        row = await listings.number_by_id(session, number_id)
         assert row is not None
-        return lookup.number_out(row)
+        return await lookup.one_number_out(session, row)
 
 
 async def _takeable(session: AsyncSession, caller: Caller, account_id: int, raw: str) -> int:
@@ -86,7 +78,7 @@ async def _takeable(session: AsyncSession, caller: Caller, account_id: int, raw:
         did = parse_did(raw).e164
     except InvalidInput as exc:
         raise invalid("body.did", str(exc)) from None
-    row = await session.scalar(sa.select(Number).where(Number.e164 == did))
+    row = await listings.number_by_did(session, did)
     mine = row is not None and row.state is NumberState.RESERVED and row.account_id == account_id
     if row is None or not (caller.is_operator or row.state is NumberState.AVAILABLE or mine):
         raise NotFound(f"number {did} is not in the pool")
@@ -97,6 +89,8 @@ async def reserve(call: ApiCall) -> NumberOut:
     body = call.body_as(Reservation)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            await quotas.check_numbers(session, call.settings.quotas, owner.id)
         number_id = await _takeable(session, call.caller, owner.id, body.did)
     await call.numbers.reserve(number_id, owner.id)
     return await _number_out(call, number_id)
@@ -114,6 +108,8 @@ async def purchase(call: ApiCall) -> NumberOut:
     body = call.body_as(Purchase)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            await quotas.check_numbers(session, call.settings.quotas, owner.id)
         chosen = None
         if body.did is not None:
             chosen = await _takeable(session, call.caller, owner.id, body.did)
@@ -125,11 +121,25 @@ async def purchase(call: ApiCall) -> NumberOut:
     return await _number_out(call, change.number_id)
 
 
+async def bulk_purchase(call: ApiCall) -> NumberList:
+    body = call.body_as(BulkPurchase)
+    async with call.sessions() as session:
+        owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            adding = len(body.dids)
+            await quotas.check_numbers(session, call.settings.quotas, owner.id, adding=adding)
+        ids = [await _takeable(session, call.caller, owner.id, did) for did in body.dids]
+    changes = await call.numbers.buy_many(ids, owner.id)
+    return NumberList(items=[await _number_out(call, c.number_id) for c in changes])
+
+
 async def start_test(call: ApiCall) -> NumberOut:
     body = call.body_as(TestRequest)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        target = await check_destination(session, owner.id, body.destination, "body.destination")
+        target = await check_destination(
+            session, call.destinations, owner.id, body.destination, "body.destination"
+        )
         chosen = None
         if body.did is not None:
             chosen = await _takeable(session, call.caller, owner.id, body.did)
@@ -153,7 +163,7 @@ async def _check_media(
 ) -> None:
     if media_id is None:
         return
-    found = await session.get(MediaFile, media_id)
+    found = await listings.media_file(session, media_id)
     if found is None or found.account_id != number.account_id:
         raise invalid(field, f"no stored file {media_id} of this number's account")
     if found.kind is not kind:
@@ -178,7 +188,7 @@ async def update_number(call: ApiCall) -> NumberOut:
         if "voicemail_greeting_media_id" in sent:
             row.voicemail_greeting_media_id = vm_greeting
         await session.flush()
-        return lookup.number_out(row)
+        return await lookup.one_number_out(session, row)
 
 
 NUM = "/api/v1/numbers/{did}"
@@ -193,6 +203,9 @@ ROUTES = [
     Route("POST", ACC + "/purchases", purchase, "Buy a chosen number or, in automatic "
           "mode, any of a region (and city)", TAG, body=Purchase, response=NumberOut,
           status=201, errors=(409,)),
+    Route("POST", ACC + "/bulk-purchases", bulk_purchase, "Buy several chosen numbers at "
+          "once (5 or more: the negotiated volume discount on the setup fees)", TAG,
+          body=BulkPurchase, response=NumberList, status=201, errors=(409,)),
     Route("POST", ACC + "/tests", start_test, "Borrow a voice number for a one-hour test",
           TAG, body=TestRequest, response=NumberOut, status=201, errors=(409,)),
     Route("GET", NUM, get_number, "A number: state, next charge date, settings", TAG,

@@ -104,7 +104,7 @@ def _success(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
         return {"description": "done"}
     if route.response is not None:
         schema = keys[(route.response, "serialization")]
-    elif route.media_type == "audio/wav":
+    elif route.media_type in ("audio/wav", "application/octet-stream"):
         schema = {"type": "string", "format": "binary"}
     else:
         schema = {"type": "string"}
@@ -114,7 +114,8 @@ def _success(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
 def _request_body(route: Route, keys: dict[Any, Any]) -> dict[str, Any] | None:
     if route.upload:
         binary = {"schema": {"type": "string", "format": "binary"}}
-        return {"required": True, "content": {kind: binary for kind in UPLOAD_TYPES}}
+        kinds = route.upload_types or UPLOAD_TYPES
+        return {"required": True, "content": {kind: binary for kind in kinds}}
     if route.body is None:
         return None
     schema = keys[(route.body, "validation")]

@@ -3,9 +3,12 @@
 Rules kept here (privacy policy: data is kept only as long as needed; requests to
 change or delete it are carried out; money records are not personal data to erase):
 - export: everything stored about an account, as one JSON document;
-- erasure (operator, on the customer's request): name and email cleared,
-  voicemail recordings deleted (file and row), the caller numbers of the
-  account's calls anonymised, ``accounts.erased_at`` set; the ledger is kept;
+- erasure (operator, on the customer's request): the account is closed first
+  (``services/erasure``: tokens revoked, SIP accounts deprovisioned, numbers
+  released by the rules), then name and email cleared, voicemail recordings
+  deleted (file and row), the caller numbers of the account's calls
+  anonymised, ``accounts.erased_at`` set; the ledger is kept; a later PATCH of
+  the account is refused (409);
 - expiry: ``repositories/personal_data.purge_expired``, run by ``callcontrol
   serve`` every ``privacy.purge_interval_s`` (``services/privacy_purge.py``).
 """
@@ -17,8 +20,20 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcontrol.db.models import Cdr, MediaFile, Number, SipAccount, VoicemailMessage
-from callcontrol.repositories.personal_data import anonymise_calls, delete_recordings
+from callcontrol.db.models import (
+    Cdr,
+    MediaFile,
+    Number,
+    NumberDocument,
+    SipAccount,
+    VoicemailMessage,
+)
+from callcontrol.repositories.personal_data import (
+    anonymise_calls,
+    delete_documents,
+    delete_recordings,
+)
+from callcontrol.services.erasure import close_account
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.schemas import (
@@ -76,6 +91,10 @@ async def erase_account(call: ApiCall) -> ErasureOut:
     account_id = call.id("account_id")
     async with call.sessions() as session:
         await lookup.account(session, call.caller, account_id)
+    await close_account(call.sessions, call.numbers, call.provisioner, account_id)
+    await delete_documents(
+        call.sessions, call.settings.documents.root, NumberDocument.account_id == account_id
+    )
     recordings = await delete_recordings(
         call.sessions, call.media.root, VoicemailMessage.account_id == account_id
     )

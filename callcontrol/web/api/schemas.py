@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from callcontrol.domain.errors import InvalidInput
+from callcontrol.domain.money import require_iso_4217
 from callcontrol.domain.vocabulary import (
     CallDirection,
     DestinationType,
@@ -38,7 +41,16 @@ Name = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")
 ]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
-CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+def _iso_4217(value: str) -> str:
+    try:
+        return require_iso_4217(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Offset = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -122,6 +134,34 @@ class TokenCreated(Output):
     token: str = Field(description="shown once; only its SHA-256 is stored")
     role: Literal["operator", "customer"]
     account_id: int | None
+
+
+class TokenOut(Output):
+    id: int
+    role: Literal["operator", "customer"]
+    account_id: int | None
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenList(Output):
+    items: list[TokenOut]
+
+
+class TokenQuery(Input):
+    account_id: Id | None = Field(default=None, description="operator: one account's tokens")
+
+
+Label = Annotated[str, StringConstraints(max_length=100, pattern=r"^[ -~]*$")]
+
+
+class TokenCreateQuery(Input):
+    expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = Field(
+        default=None, description="the token stops working after this many days"
+    )
+    label: Label = Field(default="", description="what the token is for (listed, not secret)")
 
 
 class PageQuery(Input):
@@ -366,7 +406,7 @@ class CallOut(Output):
     ended_at: datetime | None
     disposition: Disposition | None
     answered_destination: str | None
-    talk_seconds: int
+    talk_seconds: int = Field(description="talk time rounded up to a whole second")
     cost_minor: int
     currency: str | None
 
@@ -380,7 +420,10 @@ class NumberTotals(Output):
     calls: int
     answered: int
     minutes: int = Field(description="talk time, each call rounded up to a whole minute")
-    talk_seconds: int
+    talk_seconds: int = Field(
+        description="the sum of each call's talk time rounded up to a whole second (as in "
+        "the call list)"
+    )
     cost_minor: int
 
 
@@ -406,3 +449,183 @@ class ErasureOut(Output):
     erased_at: datetime
     recordings_deleted: int
     calls_anonymised: int
+
+
+# -- the operator's side ------------------------------------------------------------------
+
+InventoryCell = (
+    Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)] | int | bool | None
+)
+MinorFee = Annotated[int, Field(ge=0, le=MAX_MINOR)]
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+class InventoryImport(Input):
+    """Numbers for the pool: a CSV file's text (``csv``, header line first) or the
+    same columns as JSON objects (``numbers``). All or nothing: one bad row and
+    nothing is stored; every bad row is named by its line."""
+
+    csv: Annotated[str, StringConstraints(max_length=MAX_IMPORT_BYTES, pattern=NO_NUL)] | None = (
+        Field(default=None, description="e164,country,city,kind,monthly_fee_minor,...")
+    )
+    numbers: Annotated[list[dict[str, InventoryCell]], Field(max_length=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> InventoryImport:
+        if (self.csv is None) == (self.numbers is None):
+            raise ValueError("give either csv (the file's text) or numbers (JSON rows)")
+        return self
+
+
+class ImportOut(Output):
+    imported: int
+
+
+class InventoryQuery(PageQuery):
+    state: NumberState | None = None
+    account_id: Id | None = None
+    country_code: Annotated[int, Field(ge=1, le=999)] | None = None
+    region: Region | None = None
+    city: City | None = None
+    kind: NumberKind | None = None
+    did_prefix: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{1,15}$")] | None = Field(
+        default=None, description="numbers starting with these digits, e.g. +4930"
+    )
+
+
+class InventoryNumberOut(NumberOut):
+    reservable: bool
+    expected_activation: str | None
+
+
+class InventoryList(Output):
+    items: list[InventoryNumberOut]
+
+
+class InventoryEditIn(Input):
+    """Only the fields sent change; ``null`` clears ``city`` / ``expected_activation``."""
+
+    monthly_fee_minor: MinorFee | None = None
+    setup_fee_minor: MinorFee | None = None
+    currency: CurrencyCode | None = None
+    reservable: bool | None = None
+    needs_documents: bool | None = None
+    city: City | None = None
+    expected_activation: Annotated[str, StringConstraints(max_length=50, pattern=NO_NUL)] | None = (
+        None
+    )
+
+
+# In a JSON body a day is a "YYYY-MM-DD" string (strict JSON parsing reads it as a
+# date; a BeforeValidator would make it want a date object).
+BodyDay = date
+
+
+class ActivationIn(Input):
+    activated_on: BodyDay | None = Field(
+        default=None,
+        description="the activation day, which fixes the monthly charge day (default: today, "
+        "UTC); may be in the past, never in the future",
+    )
+
+
+class RefusalIn(Input):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=150, pattern=NO_NUL)]
+
+
+class RateIn(Input):
+    prefix: Annotated[str, StringConstraints(pattern=r"^\+?[1-9][0-9]{0,14}$")] = Field(
+        description="E.164 digits a destination starts with, e.g. 49 or 4915"
+    )
+    rate_per_minute_minor: Annotated[int, Field(ge=0, le=10**9)]
+    currency: CurrencyCode
+    description: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+
+
+class RateEdit(Input):
+    rate_per_minute_minor: Annotated[int, Field(ge=0, le=10**9)] | None = None
+    currency: CurrencyCode | None = None
+    description: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] | None = None
+
+
+class RateOut(Output):
+    id: int
+    prefix: str
+    rate_per_minute_minor: int
+    currency: str
+    description: str
+
+
+class RateList(Output):
+    items: list[RateOut]
+
+
+class RateQuery(PageQuery):
+    prefix: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{1,15}$")] | None = Field(
+        default=None, description="rates whose prefix starts with these digits"
+    )
+    number: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{2,15}$")] | None = Field(
+        default=None, description="only the rate that applies to this number (longest prefix)"
+    )
+
+
+class RateImport(Input):
+    csv: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_IMPORT_BYTES, pattern=NO_NUL)
+    ] = Field(description="prefix,rate_per_minute_minor,currency,description")
+
+
+class RateImportOut(Output):
+    added: int
+    updated: int
+
+
+class GiveBack(Input):
+    did: DidText
+
+
+class DiscountIn(Input):
+    volume_discount_pct: Annotated[int, Field(ge=0, le=100)] = Field(
+        description="the negotiated discount on buying 5 or more numbers at once"
+    )
+
+
+class DiscountOut(Output):
+    account_id: int
+    volume_discount_pct: int
+
+
+class DocumentUploadQuery(Input):
+    kind: Literal["passport", "proof_of_address", "other"]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)] = (
+        "document"
+    )
+
+
+class DocumentOut(Output):
+    id: int
+    did: str | None
+    kind: str
+    content_type: str
+    original_name: str
+    size_bytes: int
+    state: Literal["submitted", "approved", "rejected"]
+    reason: str | None = Field(description="why the operator rejected it")
+    created_at: datetime
+    reviewed_at: datetime | None
+
+
+class DocumentList(Output):
+    items: list[DocumentOut]
+
+
+class DocumentReview(Input):
+    approved: bool
+    reason: Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)] | None = None
+
+
+class BulkPurchase(Input):
+    """Several chosen numbers bought at once (all or none); from 5 on, the account's
+    negotiated volume discount is credited on their setup fees."""
+
+    dids: Annotated[list[DidText], Field(min_length=1, max_length=100)]

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import secrets
 
-import sqlalchemy as sa
-
 from callcontrol.db.models import SipAccount
+from callcontrol.repositories import listings
+from callcontrol.services import quotas
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route
 from callcontrol.web.api.errors import Conflict, NotFound
@@ -59,6 +59,8 @@ async def create_sip_account(call: ApiCall) -> SipAccountCredentials:
     body = call.body_as(SipAccountCreate)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
+        if not call.caller.is_operator:
+            await quotas.check_sip_accounts(session, call.settings.quotas, owner.id)
     login = body.login or _generated_login(owner.id)
     try:
         row, password = await call.provisioner.create_sip_account(owner.id, login)
@@ -71,13 +73,8 @@ async def list_sip_accounts(call: ApiCall) -> SipAccountList:
     page = call.query_as(PageQuery)
     async with call.sessions() as session:
         owner = await lookup.account(session, call.caller, call.id("account_id"))
-        rows = await session.scalars(
-            sa.select(SipAccount)
-            .where(SipAccount.account_id == owner.id)
-            .order_by(SipAccount.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
+        page_ = listings.Page(page.limit, page.offset)
+        rows = await listings.sip_accounts_of(session, owner.id, page_)
         return SipAccountList(items=await lookup.sip_account_outs(session, rows))
 
 

@@ -1,7 +1,12 @@
 """Statistics of an account: its calls (CDRs), per-number totals for a period, its
 transactions (the ledger), and CSV exports of both lists.
 
-Periods are whole UTC days, both ends inclusive. CSV cells that a spreadsheet
+Periods are whole UTC days, both ends inclusive (9999-12-30 the last one).
+One rounding rule for talk time, everywhere: each call's talk time is rounded
+UP to a whole second (a second begun counts, as per-second billing counts it),
+and totals are sums of those per-call seconds (``talk_seconds``); ``minutes``
+rounds each call up to a whole minute. A 2.008 s call is 3 s in the call list,
+in the CSV and in the per-number totals. CSV cells that a spreadsheet
 would run as a formula are prefixed with ``'`` (numbers such as ``+4930...`` and
 ``-500`` stay as they are).
 """
@@ -37,6 +42,7 @@ from callcontrol.web.api.schemas import (
 
 TAG = "statistics"
 CSV_MAX_ROWS = 100_000
+LAST_DAY = date.max - timedelta(days=1)
 _PLAIN_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
 
@@ -44,6 +50,9 @@ def period(since: date | None, until: date | None) -> tuple[datetime | None, dat
     """[start, end) in aware UTC for whole days ``since``..``until`` (inclusive)."""
     if since is not None and until is not None and since > until:
         raise invalid("query.until", f"the period ends ({until}) before it starts ({since})")
+    for name, day in (("since", since), ("until", until)):
+        if day is not None and day >= date.max:  # its end (the next midnight) has no date
+            raise invalid(f"query.{name}", f"the last day a period may name is {LAST_DAY}")
     start = datetime.combine(since, time(), UTC) if since else None
     end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
     return start, end
@@ -69,12 +78,17 @@ def calls_query(account_id: int, since: date | None, until: date | None) -> sa.S
     )
 
 
+def talk_seconds(talk_ms: int) -> int:
+    """A call's talk time in whole seconds, rounded up (see the module's rule)."""
+    return (talk_ms + 999) // 1000
+
+
 def call_out(row: Cdr) -> CallOut:
     return CallOut(
         id=row.id, direction=row.direction, did=row.did, caller=row.caller,
         started_at=row.started_at, answered_at=row.answered_at, ended_at=row.ended_at,
         disposition=row.disposition, answered_destination=row.answered_destination,
-        talk_seconds=(row.talk_ms + 999) // 1000, cost_minor=row.cost_minor, currency=row.currency,
+        talk_seconds=talk_seconds(row.talk_ms), cost_minor=row.cost_minor, currency=row.currency,
     )  # fmt: skip
 
 
@@ -124,7 +138,7 @@ async def number_totals(call: ApiCall) -> TotalsOut:
             sa.func.count(),
             sa.func.sum(answered),
             sa.func.sum((Cdr.talk_ms + 59_999) // 60_000),
-            sa.func.sum(Cdr.talk_ms),
+            sa.func.sum((Cdr.talk_ms + 999) // 1000),  # the rule of talk_seconds()
             sa.func.sum(Cdr.cost_minor),
         )
         .group_by(Cdr.did)
@@ -140,10 +154,10 @@ async def number_totals(call: ApiCall) -> TotalsOut:
                 calls=int(n),
                 answered=int(ok or 0),
                 minutes=int(minutes or 0),
-                talk_seconds=int(talk_ms or 0) // 1000,
+                talk_seconds=int(talk_s or 0),
                 cost_minor=int(cost or 0),
             )
-            for did, n, ok, minutes, talk_ms, cost in rows
+            for did, n, ok, minutes, talk_s, cost in rows
         ]
     return TotalsOut(since=q.since, until=q.until, items=items)
 
