@@ -20,6 +20,8 @@ entry survives a crash or a power cut. The rules it keeps:
   mails by their done key).
 - Nothing is dropped: an entry the target keeps refusing is marked ``dead``
   (kept, counted, logged) so it no longer blocks its queue.
+- A spool belongs to one database (``target``, its URL without password): a
+  spool holding entries for another one refuses to open (``SpoolMismatch``).
 - The sqlite3 calls run in a worker thread (an fsync takes milliseconds), one
   at a time; ``depth`` is kept in memory for /metrics and /health.
 """
@@ -54,7 +56,12 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_queue ON entries (dead, kind, id);
 CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+class SpoolMismatch(RuntimeError):
+    """The spool holds entries for another database: replaying them here would be wrong."""
 
 
 class SpoolKind(StrEnum):
@@ -92,8 +99,11 @@ class SpoolDepth:
 class Spool:
     """The journal. ``open()`` before use (the composition root does, at start-up)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, *, target: str = "", clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
+        self._target = target
         self._clock = clock
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -119,6 +129,17 @@ class Spool:
         db.execute("DELETE FROM done WHERE at < ?", (self._clock() - DONE_KEPT_S,))
         self._db = db
         self._count()
+        row = db.execute("SELECT value FROM meta WHERE name = 'target'").fetchone()
+        if row is not None and row[0] != self._target and self._depth.total:
+            self._db = None
+            db.close()
+            raise SpoolMismatch(
+                f"spool {self.path} holds {self._depth.total} entries for {row[0]!r}, "
+                f"not for {self._target!r}: replay them there or move the file away"
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('target', ?)", (self._target,)
+        )
 
     async def close(self) -> None:
         db, self._db = self._db, None
