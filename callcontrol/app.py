@@ -17,7 +17,6 @@ import aiohttp
 import structlog
 import uvloop
 from aiohttp import web
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.ari import events as ari_events
@@ -56,7 +55,13 @@ from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
 from callcontrol.repositories.routing_cache import FallbackNumberDirectory
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
-from callcontrol.repositories.spool import DATABASE_QUEUE, MAIL_QUEUE, Spool, SpoolKind
+from callcontrol.repositories.spool import (
+    DATABASE_QUEUE,
+    MAIL_QUEUE,
+    Spool,
+    SpoolKind,
+    spool_target,
+)
 from callcontrol.repositories.spooling import (
     Replay,
     SpooledPorts,
@@ -321,11 +326,6 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def spool_target(settings: Settings) -> str:
-    """The database a spool belongs to: its URL without the password."""
-    return make_url(settings.database.url).render_as_string(hide_password=True)
-
-
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
     """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
     app = web.Application()
@@ -334,7 +334,7 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
         # One mailer for every mail of the service: what the server refuses is spooled.
-        spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings))
+        spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
         mailer = app[MAILER] = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
         app.cleanup_ctx.extend([_spool, _http_client, _call_engine, _billing, _privacy_purge])
         add_health_routes(app)

@@ -38,6 +38,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
+
 T = TypeVar("T")
 
 DONE_KEPT_S = 7 * 24 * 3600.0
@@ -62,6 +64,11 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 class SpoolMismatch(RuntimeError):
     """The spool holds entries for another database: replaying them here would be wrong."""
+
+
+def spool_target(database_url: str) -> str:
+    """The database a spool belongs to: its URL without the password."""
+    return make_url(database_url).render_as_string(hide_password=True)
 
 
 class SpoolKind(StrEnum):

@@ -55,16 +55,24 @@ def _billing_run(args: argparse.Namespace) -> int:
 
 async def _run_once(settings: Settings, today: date) -> BillingReport:
     from callcontrol.db.engine import create_engine, session_factory
-    from callcontrol.notify.mailer import SmtpMailer
+    from callcontrol.notify.mailer import Mailer, SmtpMailer
+    from callcontrol.notify.retrying_mailer import SpoolingMailer
+    from callcontrol.repositories.spool import Spool, SpoolMismatch, spool_target
     from callcontrol.services.billing_run import run_billing
 
+    # Mails the server refuses go to the spool of `callcontrol serve`, which sends them.
+    spool = Spool(settings.spool.path, target=spool_target(settings.database.url))
+    mailer: Mailer = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
+    try:
+        await spool.open()
+    except SpoolMismatch as exc:
+        print(f"billing: {exc}; mails that fail are not retried", file=sys.stderr)
+        mailer = SmtpMailer(settings.smtp)
     engine = create_engine(settings.database, pooled=False)
     try:
         return await run_billing(
-            session_factory(engine),
-            today=today,
-            settings=settings.billing,
-            mailer=SmtpMailer(settings.smtp),
+            session_factory(engine), today=today, settings=settings.billing, mailer=mailer
         )
     finally:
         await engine.dispose()
+        await spool.close()

@@ -58,6 +58,8 @@ def engine(
             "CALLCONTROL_SMTP__PORT": str(smtp.port),
             "CALLCONTROL_LOG_FORMAT": "json",
             "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
+            # The engine's own spool (never ./var/spool.db of the working copy).
+            "CALLCONTROL_SPOOL__PATH": str(logs / "spool.db"),
         },
         log_path=logs / "engine.log",
     )
