@@ -243,14 +243,22 @@ class SpoolingVoicemailBox:
             try:
                 await deliver_work(self._box, work, audio)
                 return
+            except asyncio.CancelledError:
+                # Stopping mid-delivery: the audio is kept (a replay is idempotent).
+                await asyncio.shield(self._journal(work, audio, "cancelled"))
+                raise
             except Exception as exc:  # any failure: the message goes to the spool
                 reason = f"{type(exc).__name__}: {exc}"
         else:
             reason = "the spool is not empty"
-        await self._spool.append(
-            SpoolKind.VOICEMAIL, f"voicemail:{call_id}", encode_voicemail(work), audio
+        await self._journal(work, audio, reason)
+
+    async def _journal(self, work: VoicemailWork, audio: bytes, reason: str) -> None:
+        key = f"voicemail:{work.call_id}"
+        await self._spool.append(SpoolKind.VOICEMAIL, key, encode_voicemail(work), audio)
+        log.warning(
+            "voicemail_spooled", call_id=work.call_id, bytes=len(audio), reason=reason[:300]
         )
-        log.warning("voicemail_spooled", call_id=call_id, bytes=len(audio), reason=reason[:300])
 
 
 async def deliver_work(box: VoicemailBox, work: VoicemailWork, audio: bytes) -> None:

@@ -482,3 +482,25 @@ async def test_a_voicemail_spooled_while_the_database_is_away_is_delivered_once_
     assert len(outbox.sent) == 1, [m["Message-ID"] for m in outbox.sent]
     assert outbox.sent[0]["Message-ID"] == "<voicemail.vm-call@callcontrol.invalid>"
     assert spool.depth.total == 0
+
+
+class BoxHanging:
+    async def deliver(self, **_: object) -> None:
+        await asyncio.sleep(3600)
+
+
+async def test_a_voicemail_delivery_cancelled_by_a_stop_keeps_the_audio_in_the_spool(
+    spool: Spool,
+) -> None:
+    box = SpoolingVoicemailBox(BoxHanging(), spool=spool)
+    delivering = box.deliver(
+        call_id="vm-stop", number_id=1, account_id=1, did="+4930999001", caller=None,
+        duration_s=3, audio=b"RIFF-audio",
+    )  # fmt: skip
+    delivery = asyncio.create_task(delivering)
+    await asyncio.sleep(0.05)
+    delivery.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await delivery
+    [entry] = await spool.oldest(DATABASE_QUEUE)
+    assert (entry.key, entry.attachment) == ("voicemail:vm-stop", b"RIFF-audio")
