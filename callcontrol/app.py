@@ -27,6 +27,7 @@ from callcontrol.db.engine import create_engine, session_factory
 from callcontrol.domain.call_events import ObservedCall
 from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
+from callcontrol.engine.admission import Admission, AdmissionLimits, SheddingRouter
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
@@ -95,7 +96,7 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
     )
 
 
-def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> CallRouter:
+def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DirectionRouter:
     """Inbound calls by the DID's state, outbound calls by the SIP account's."""
     policy = routing_policy(settings)
     directory: NumberDirectory = SqlNumberDirectory(sessions=sessions, media=settings.media)
@@ -217,11 +218,20 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     )
     sessions = app[SESSIONS]
     metrics = app[CALL_METRICS]
-    router = TimedRouter(call_router(settings, sessions), metrics=metrics)
+    calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
+    limits = AdmissionLimits(
+        max_calls=settings.calls.max_active_calls,
+        max_ari_in_flight=settings.calls.max_ari_in_flight,
+        max_ari_latency_s=settings.calls.max_ari_latency_ms / 1000,
+    )
+    shedding = SheddingRouter(
+        inner=call_router(settings, sessions),
+        admission=Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client),
+    )
+    router = TimedRouter(shedding, metrics=metrics)
     spooled = app[SPOOLED]
     ledger = CountingLedger(spooled.ledger, metrics=metrics)
     voicemail = spooled.voicemail
-    calls, jobs = TaskSupervisor("calls"), TaskSupervisor("jobs")
     dispatcher = call_dispatcher(
         ari_client=client, router=router, ledger=ledger, voicemail=voicemail, calls=calls, jobs=jobs
     )
@@ -275,12 +285,19 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         before_connect=lease.hold,
         on_replaced=on_replaced,
     )
-    engine = CallEngine(dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs, lease=lease)
+    engine = CallEngine(
+        dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs, lease=lease, router=shedding
+    )
     app[ENGINE] = engine
     background = [
         jobs.spawn(stream.run(), name="ari-events"),
         jobs.spawn(keep_lease(), name="ari-lease"),
-        jobs.spawn(dispatcher.watch(ari_settings.watchdog_s), name="call-watchdog"),
+        jobs.spawn(
+            dispatcher.watch(
+                ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
+            ),
+            name="call-watchdog",
+        ),
     ]
     yield
     for task in background:

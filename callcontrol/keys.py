@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callcontrol.ari.stream import AriEventStream
+from callcontrol.engine.admission import SheddingRouter
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
 from callcontrol.engine.supervisor import TaskSupervisor
@@ -25,6 +26,7 @@ class CallEngine:
     calls: TaskSupervisor
     jobs: TaskSupervisor
     lease: AppLease
+    router: SheddingRouter
 
 
 SETTINGS = web.AppKey("settings", Settings)

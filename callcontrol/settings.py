@@ -96,6 +96,11 @@ class CallSettings(_Part):
     routing_cache_s: float = Field(default=0.0, ge=0, le=300)
     """0: off. Otherwise a number's last snapshot, if younger than this, is used
     when the database cannot be read (``repositories/routing_cache.py``)."""
+    # Admission control (engine/admission.py): beyond any of these a new call
+    # gets 503 at once, without a database lookup.
+    max_active_calls: int = Field(default=2000, ge=1)
+    max_ari_in_flight: int = Field(default=64, ge=1)
+    max_ari_latency_ms: int = Field(default=500, ge=1)
 
 
 class BillingSettings(_Part):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -63,6 +64,8 @@ def basic_auth_header(username: str, password: str) -> str:
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
+_LATENCY_WEIGHT = 0.1
+"""Of each request in ``AriClient.latency_s``: the average follows about the last 20."""
 
 
 def _seg(value: str) -> str:
@@ -119,6 +122,10 @@ class AriClient:
         )
         self._timeout_s = request_timeout_s
         self._file_timeout_s = file_timeout_s
+        self.in_flight = 0
+        """REST requests sent and not yet answered (Asterisk's backlog, as we see it)."""
+        self.latency_s = 0.0
+        """Moving average of the REST round trip (how responsive Asterisk is now)."""
 
     @property
     def app(self) -> str:
@@ -157,12 +164,19 @@ class AriClient:
         """Send one request; return the body of a 2xx answer, else raise a typed error."""
         timeout = timeout_s or self._timeout_s
         request = self._encode(method, path, params, body)
+        started = time.monotonic()
+        self.in_flight += 1
         try:
             status, reason, data = await self._pool.request(method, request, timeout)
         except TimeoutError:
             raise AriUnavailable(method, path, None, f"no answer within {timeout} s") from None
         except OSError as exc:
             raise AriUnavailable(method, path, None, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self.in_flight -= 1
+            if timeout_s is None:  # not a file download: a measure of Asterisk's pace
+                took = time.monotonic() - started
+                self.latency_s += (took - self.latency_s) * _LATENCY_WEIGHT
         if 200 <= status < 300:
             return data
         raise error_for_status(method, path, status, _asterisk_message(data, reason))

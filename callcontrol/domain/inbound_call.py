@@ -542,7 +542,14 @@ class InboundCall:
     def _on_command_failed(self, event: ev.CommandFailed) -> list[Command]:
         command = event.command
         if isinstance(command, ev.DialLeg):
-            return self._on_leg_ended(ev.LegEnded(command.position, CAUSE_CONGESTION, event.at))
+            moved_on = self._on_leg_ended(ev.LegEnded(command.position, CAUSE_CONGESTION, event.at))
+            # An originate that timed out may still have happened: leave no leg ringing.
+            cleanup = (
+                []
+                if event.gone
+                else [ev.HangupLeg(command.position, command.channel_id, CAUSE_NORMAL_CLEARING)]
+            )
+            return [*cleanup, *moved_on]
         if isinstance(command, ev.Play):
             # A missing or unplayable file must not lose the call: go on without it.
             return self._on_playback_finished(ev.PlaybackFinished(command.playback_id, event.at))

@@ -155,10 +155,14 @@ class Dispatcher:
             released += 1
         log.warning("calls_released", count=released)
 
-    async def watch(self, interval_s: float) -> None:
-        """The calls' watchdog: reconcile every ``interval_s`` (run as a job)."""
+    async def watch(self, interval_s: float, *, serving: Callable[[], bool]) -> None:
+        """The calls' watchdog: reconcile every ``interval_s`` (run as a job) while
+        ``serving`` (connected, holding the app's lease): a standby must never
+        adopt the active engine's calls."""
         while True:
             await asyncio.sleep(interval_s)
+            if not serving():
+                continue
             try:
                 await self.reconcile()
             except Exception:

@@ -127,6 +127,18 @@ class DirectionRouter:
     def handles(start: ari.StasisStart) -> bool:
         return bool(start.args) and start.args[0] in CALL_DIRECTIONS
 
+    def refuse(self, start: ari.StasisStart, reason: str) -> RoutedCall:
+        """A call turned away unlooked-up (the engine is saturated): 503, so the
+        carrier retries elsewhere; the CDR names what the dialplan said."""
+        direction = CallDirection(start.args[0])
+        number = stasis_arg(start, 1) or start.channel.dialplan.exten
+        if direction is CallDirection.INBOUND:
+            caller = start.channel.caller.number or None
+            number = normalise_did(number) or number
+        else:
+            caller = stasis_arg(start, 2)
+        return RoutedCall(direction, Reject(CAUSE_RETRY_ELSEWHERE, reason), number, caller)
+
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         routed = await self._routers[start.args[0]].route(start)
         log.info(

@@ -81,6 +81,14 @@ class _Scrape:
             "Calls taken over from Asterisk after a restart or takeover",
             value=dispatcher.calls_adopted,
         )
+        shed = CounterMetricFamily(
+            "callcontrol_calls_shed",
+            "New calls refused with 503 by admission control, by reason",
+            labels=["reason"],
+        )
+        for reason in ("overload_calls", "overload_ari_backlog", "overload_ari_slow"):
+            shed.add_metric([reason], self._engine.router.shed[reason])
+        yield shed
         yield CounterMetricFamily(
             "callcontrol_orphan_bridges_destroyed",
             "Bridges of ours no call owned, destroyed by reconciliation",

@@ -246,3 +246,64 @@ def test_an_ari_socket_cut_under_live_and_arriving_calls_fails_no_call(
         proxied.stop()
         proxy.stop()
         engine.start()
+
+
+def test_calls_beyond_the_engines_capacity_get_503_at_once_and_leave_nothing_behind(
+    engine: EngineProcess,
+    asterisk: AsteriskSandbox,
+    data: Seeder,
+    workdir: Path,
+) -> None:
+    did = data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 20)]
+    )
+    held = 4
+    small = EngineProcess(
+        env={**engine.env, "CALLCONTROL_CALLS__MAX_ACTIVE_CALLS": str(held)},
+        log_path=workdir / "small-engine.log",
+    )
+    far = Sipp("far_answer_hold.xml", FAR_A, 5080, workdir, calls=held, timeout_s=60)
+    caller = Sipp(
+        "bench_caller_forward.xml",
+        CARRIER,
+        5070,
+        workdir,
+        remote="127.0.0.1:5060",
+        service=did.lstrip("+"),
+        calls=held,
+        rate=10,
+        timeout_s=60,
+    )
+    engine.stop()
+    try:
+        small.start()
+        far.start().wait_ready()
+        caller.start()
+        wait_bridged(asterisk, held)
+        burst = Sipp(
+            "caller_expect_code.xml",
+            CARRIER,
+            5072,
+            workdir,
+            remote="127.0.0.1:5060",
+            service=did.lstrip("+"),
+            keys={"caller": "4915100000000"},
+            variables={"expected": "503"},
+            calls=6,
+            rate=20,
+            media_port=6100,
+        ).run()
+        assert burst.successful == 6 and burst.failed == 0, burst.describe()
+        answered = caller.wait(60)
+        assert answered.successful == held and answered.failed == 0, answered.describe()
+        assert far.wait(30).failed == 0, "an admitted call was dropped"
+        cdrs = data.cdrs_for(did)
+        shed = [c for c in cdrs if c["reject_reason"] == "overload_calls"]
+        assert len(shed) == 6 and {c["hangup_cause"] for c in shed} == {34}
+        assert len([c for c in cdrs if c["disposition"] == "answered"]) == held
+        assert_nothing_left(asterisk)
+    finally:
+        caller.stop()
+        far.stop()
+        small.stop()
+        engine.start()
