@@ -214,14 +214,20 @@ class Spool:
             for r in rows
         ]
 
-    async def remove(self, entries: Sequence[SpoolEntry], *, done: bool = False) -> None:
+    async def remove(
+        self, entries: Sequence[SpoolEntry], *, done: bool = False, replayed: bool = False
+    ) -> None:
         """The entries' work is committed: forget them, in one transaction
-        (``done``: remember their keys)."""
+        (``done``: remember their keys; ``replayed``: count them as replayed, before
+        the depth changes, so a scrape never sees one without the other)."""
         ids = [(entry.id,) for entry in entries]
         keys = [(entry.key, self._clock()) for entry in entries] if done else []
-        await self._run(self._remove, ids, keys)
+        kinds = [entry.kind for entry in entries] if replayed else []
+        await self._run(self._remove, ids, keys, kinds)
 
-    def _remove(self, ids: list[tuple[int]], keys: list[tuple[str, float]]) -> None:
+    def _remove(
+        self, ids: list[tuple[int]], keys: list[tuple[str, float]], kinds: list[SpoolKind]
+    ) -> None:
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -231,6 +237,8 @@ class Spool:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        for kind in kinds:
+            self.replayed[kind] += 1
         self._count()
 
     async def mark_done(self, key: str) -> None:

@@ -163,7 +163,9 @@ class Crash(BaseException):
 class CrashingSpool(Spool):
     """A spool whose process dies right after the target committed, before the spool forgets."""
 
-    async def remove(self, entries: Sequence[SpoolEntry], *, done: bool = False) -> None:
+    async def remove(
+        self, entries: Sequence[SpoolEntry], *, done: bool = False, replayed: bool = False
+    ) -> None:
         raise Crash
 
 
@@ -504,3 +506,26 @@ async def test_a_voicemail_delivery_cancelled_by_a_stop_keeps_the_audio_in_the_s
         await delivery
     [entry] = await spool.oldest(DATABASE_QUEUE)
     assert (entry.key, entry.attachment) == ("voicemail:vm-stop", b"RIFF-audio")
+
+
+async def test_a_replay_that_loses_the_race_to_a_late_live_write_counts_as_done(
+    spool: Spool,
+) -> None:
+    """The live write that outlived its wait committed first: the replay's insert
+    hits the primary key; written again, the ledger finds the CDR and skips it."""
+    import sqlalchemy.exc as sa_exc
+
+    @dataclass
+    class RacedLedger:
+        calls: int = 0
+
+        async def record_call(self, record: CallRecord) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise sa_exc.IntegrityError("INSERT INTO cdrs", {}, Exception("pk_cdrs"))
+
+    raced = RacedLedger()
+    await spool.append(SpoolKind.CDR, "cdr:raced", encode_call(pstn_call("raced", 1)))
+    replays = {SpoolKind.CDR: replay_calls(raced)}
+    assert await replayer(spool, replays).replay_once(await spool.oldest(DATABASE_QUEUE))
+    assert raced.calls == 2 and spool.depth.total == 0
