@@ -1,9 +1,10 @@
 """The composition root: every component is built and wired here, once.
 
 Each resource is an aiohttp ``cleanup_ctx`` (opened in order, closed in
-reverse): the database engine, the HTTP client session to Asterisk, the call
-engine (dispatcher + ARI event stream). Components get their collaborators as
-keyword arguments; nothing is a module-level singleton.
+reverse): the database engine, the local spool (and its replayers), the HTTP
+client session to Asterisk, the call engine (dispatcher + ARI event stream).
+Components get their collaborators as keyword arguments; nothing is a
+module-level singleton.
 """
 
 from __future__ import annotations
@@ -33,19 +34,47 @@ from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
 from callcontrol.engine.outbox import CallOutbox
-from callcontrol.engine.ports import AriPort, CallLedger, VoicemailBox
+from callcontrol.engine.ports import AriPort, CallLedger, NumberDirectory, VoicemailBox
 from callcontrol.engine.routers import CallRouter, DirectionRouter, InboundRouter, OutboundRouter
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.engine.translate import WANTED_EVENTS
-from callcontrol.keys import DB_ENGINE, ENGINE, HTTP_CLIENT, SESSIONS, SETTINGS, CallEngine
+from callcontrol.keys import (
+    DB_ENGINE,
+    ENGINE,
+    HTTP_CLIENT,
+    MAILER,
+    SESSIONS,
+    SETTINGS,
+    SPOOL,
+    SPOOLED,
+    CallEngine,
+)
 from callcontrol.metrics import CALL_METRICS, CallMetrics, CountingLedger, TimedRouter
 from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.reminder_calls import AriReminderCaller
+from callcontrol.notify.retrying_mailer import SpoolingMailer, replay_mails
 from callcontrol.notify.voicemail import MailingVoicemailBox
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
+from callcontrol.repositories.routing_cache import FallbackNumberDirectory
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
+from callcontrol.repositories.spool import (
+    DATABASE_QUEUE,
+    MAIL_QUEUE,
+    Spool,
+    SpoolKind,
+    spool_target,
+)
+from callcontrol.repositories.spooling import (
+    Replay,
+    SpooledPorts,
+    SpoolingLedger,
+    SpoolingVoicemailBox,
+    SpoolReplayer,
+    replay_calls,
+    replay_voicemails,
+)
 from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, utc_now
 from callcontrol.services.phone_reminders import (
@@ -80,13 +109,13 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
 def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DirectionRouter:
     """Inbound calls by the DID's state, outbound calls by the SIP account's."""
     policy = routing_policy(settings)
+    directory: NumberDirectory = SqlNumberDirectory(
+        sessions=sessions, media=settings.media, policy=destination_policy(settings)
+    )
+    if settings.calls.routing_cache_s > 0:
+        directory = FallbackNumberDirectory(directory, max_age_s=settings.calls.routing_cache_s)
     return DirectionRouter(
-        inbound=InboundRouter(
-            directory=SqlNumberDirectory(
-                sessions=sessions, media=settings.media, policy=destination_policy(settings)
-            ),
-            policy=policy,
-        ),
+        inbound=InboundRouter(directory=directory, policy=policy),
         outbound=OutboundRouter(
             accounts=SqlSipAccountDirectory(sessions=sessions),
             policy=OutboundPolicy(
@@ -141,6 +170,49 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+async def _spool(app: web.Application) -> AsyncIterator[None]:
+    """The spool in front of the CDR ledger, the voicemail box and the mailer, and
+    its two replayers (database queue, mail queue), owned by one supervisor."""
+    settings, spool, mailer = app[SETTINGS], app[SPOOL], app[MAILER]
+    part = settings.spool
+    await spool.open()
+    sessions = app[SESSIONS]
+    sql_ledger = SqlCallLedger(sessions=sessions)
+    box = MailingVoicemailBox(sessions=sessions, media_root=settings.media.root, mailer=mailer)
+    database_replays: dict[SpoolKind, Replay] = {
+        SpoolKind.CDR: replay_calls(sql_ledger),
+        SpoolKind.VOICEMAIL: replay_voicemails(box),
+    }
+    mail_replay = replay_mails(mailer.inner)
+    tasks, writes = TaskSupervisor("spool"), TaskSupervisor("spool-writes")
+    replayers = [
+        SpoolReplayer(
+            spool=spool, kinds=DATABASE_QUEUE, replay=database_replays.__getitem__,
+            retry_min_s=part.retry_min_s, retry_max_s=part.retry_max_s,
+            max_rejections=part.max_rejections, name="database",
+        ),
+        SpoolReplayer(
+            spool=spool, kinds=MAIL_QUEUE, replay=lambda _kind: mail_replay,
+            retry_min_s=part.mail_retry_min_s, retry_max_s=part.mail_retry_max_s,
+            max_rejections=part.max_rejections, remember_done=True, name="mail",
+        ),
+    ]  # fmt: skip
+    app[SPOOLED] = SpooledPorts(
+        spool=spool,
+        ledger=SpoolingLedger(sql_ledger, spool=spool, writes=writes, timeout_s=part.db_timeout_s),
+        voicemail=SpoolingVoicemailBox(box, spool=spool),
+    )
+    for replayer in replayers:
+        tasks.spawn(replayer.run(), name=f"spool-replay-{replayer.name}")
+    if spool.depth.total:
+        log.warning("spool_not_empty_at_start", path=str(spool.path), entries=spool.depth.total)
+    yield
+    await tasks.close()
+    await writes.drain(seconds=5.0)  # CDR writes that outlived their call's wait
+    await writes.close()
+    await spool.close()
+
+
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=60)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -169,10 +241,9 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         admission=Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client),
     )
     router = TimedRouter(shedding, metrics=metrics)
-    ledger = CountingLedger(SqlCallLedger(sessions=sessions), metrics=metrics)
-    voicemail = MailingVoicemailBox(
-        sessions=sessions, media_root=settings.media.root, mailer=SmtpMailer(settings.smtp)
-    )
+    spooled = app[SPOOLED]
+    ledger = CountingLedger(spooled.ledger, metrics=metrics)
+    voicemail = spooled.voicemail
     dispatcher = call_dispatcher(
         ari_client=client, router=router, ledger=ledger, voicemail=voicemail, calls=calls, jobs=jobs
     )
@@ -264,9 +335,11 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
     sessions = app[SESSIONS]
     phone = PhoneReminderQueue(sessions=sessions) if settings.phone_reminders.enabled else None
     scheduler = BillingScheduler(
-        sessions=sessions, settings=settings.billing, mailer=SmtpMailer(settings.smtp),
+        sessions=sessions,
+        settings=settings.billing,
+        mailer=app[MAILER],
         phone=phone,
-    )  # fmt: skip
+    )
     async with scheduler.running():
         yield
 
@@ -365,9 +438,12 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_database)
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
+        # One mailer for every mail of the service: what the server refuses is spooled.
+        spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
+        mailer = app[MAILER] = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
         app.cleanup_ctx.extend(
-            [_http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
+            [_spool, _http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
         )
         add_health_routes(app)
-        add_api_routes(app)  # opens the one ProvisioningService from settings.provisioning
+        add_api_routes(app, mailer=mailer)  # opens the one ProvisioningService
     return app

@@ -13,6 +13,9 @@ from callcontrol.engine.admission import SheddingRouter
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
 from callcontrol.engine.supervisor import TaskSupervisor
+from callcontrol.notify.retrying_mailer import SpoolingMailer
+from callcontrol.repositories.spool import Spool
+from callcontrol.repositories.spooling import SpooledPorts
 from callcontrol.settings import Settings
 
 
@@ -31,3 +34,6 @@ DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 ENGINE = web.AppKey("engine", CallEngine)
+SPOOL = web.AppKey("spool", Spool)
+SPOOLED = web.AppKey("spooled", SpooledPorts)
+MAILER = web.AppKey("mailer", SpoolingMailer)

@@ -109,6 +109,9 @@ class CallSettings(_Part):
     voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
     pstn_low_credit_warning_s: int = Field(default=30, ge=0)
     outbound_ring_timeout_s: int = Field(default=60, ge=5, le=300)
+    routing_cache_s: float = Field(default=0.0, ge=0, le=300)
+    """0: off. Otherwise a number's last snapshot, if younger than this, is used
+    when the database cannot be read (``repositories/routing_cache.py``)."""
     # Admission control (engine/admission.py): beyond any of these a new call
     # gets 503 at once, without a database lookup.
     max_active_calls: int = Field(default=2000, ge=1)
@@ -170,6 +173,23 @@ class QuotaSettings(_Part):
     documents: int = Field(default=20, ge=0)
 
 
+class SpoolSettings(_Part):
+    """The local spool of work the database or the mail server could not take
+    (``repositories/spool.py``): its own SQLite file on local disk."""
+
+    path: Path = Path("./var/spool.db")
+    db_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """How long a call's task waits for its CDR write before journaling it."""
+    retry_min_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=1.0, gt=0)
+    """Back-off between replays to the database while it is away."""
+    mail_retry_min_s: float = Field(default=5.0, gt=0)
+    mail_retry_max_s: float = Field(default=300.0, gt=0)
+    """Back-off between sends to the mail server while it fails."""
+    max_rejections: int = Field(default=5, ge=1)
+    """An entry its target refuses (not an outage) this often is marked dead (kept)."""
+
+
 Environment = Literal["development", "production", "test"]
 
 
@@ -195,6 +215,7 @@ class Settings(BaseSettings):
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
     phone_reminders: PhoneReminderSettings = PhoneReminderSettings()
+    spool: SpoolSettings = SpoolSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
     forwarding: ForwardingSettings = ForwardingSettings()
     quotas: QuotaSettings = QuotaSettings()

@@ -42,7 +42,8 @@ _CURRENCY_CODE: Final = re.compile(r"[A-Z]{3}")
 # The ISO 4217 codes of money in circulation (list one, 2025), without the
 # precious metals, bond-market units, SDR and the testing codes (XAU, XTS, XXX ...):
 # what an account, a number or a rate may be priced in.
-ISO_4217: Final = frozenset("""
+ISO_4217: Final = frozenset(
+    """
 AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
 BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP
 DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR
@@ -51,7 +52,8 @@ MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD 
 PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD
 SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS
 VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
-""".split())
+""".split()
+)
 
 
 def require_iso_4217(currency: str) -> str:

@@ -147,4 +147,3 @@ def notice_media(
         media.append(f"number:{minor}")
     media += [f"sound:digits/mon-{due_on.month - 1}", f"sound:digits/h-{due_on.day}"]
     return media
-

@@ -37,8 +37,9 @@ class ReminderAri(Protocol):
         caller_id: str | None = None, timeout_s: int | None = None,
     ) -> Channel: ...  # fmt: skip
 
-    async def play(self, channel_id: str, media: str | Sequence[str], playback_id: str) -> Playback:
-        ...
+    async def play(
+        self, channel_id: str, media: str | Sequence[str], playback_id: str
+    ) -> Playback: ...
 
     async def hangup(self, channel_id: str) -> bool: ...
 

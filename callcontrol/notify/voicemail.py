@@ -3,7 +3,13 @@ and a mail with the WAV attached to the number's owner.
 
 Implements ``engine.ports.VoicemailBox``. The file and the row are written
 before the mail is tried, so a mail server that is down loses nothing: the
-row keeps ``mail_error`` and the message stays downloadable.
+row keeps ``mail_error`` (with the spooling mailer the mail is queued and
+retried instead) and the message stays downloadable.
+
+Delivering the same call's message again (a replay from the spool after a
+crash) is idempotent: the file name is derived from the call id, the row is
+looked up by its CDR before one is added, a row already mailed is not mailed
+again, and the mail's Message-ID is derived from the call id.
 """
 
 from __future__ import annotations
@@ -49,20 +55,28 @@ class MailingVoicemailBox:
         stored_name = f"voicemail/{account_id}/{call_id.replace('.', '_')}.wav"
         await media_files.write(self._root, stored_name, audio)
         async with self._sessions() as session, session.begin():
-            message = VoicemailMessage(
-                number_id=number_id,
-                account_id=account_id,
-                cdr_id=call_id,
-                caller=caller,
-                stored_name=stored_name,
-                duration_ms=recorded_ms(audio, duration_s),
-                size_bytes=len(audio),
+            message = await session.scalar(
+                sa.select(VoicemailMessage).where(VoicemailMessage.cdr_id == call_id).limit(1)
             )
-            session.add(message)
+            if message is None:
+                message = VoicemailMessage(
+                    number_id=number_id,
+                    account_id=account_id,
+                    cdr_id=call_id,
+                    caller=caller,
+                    stored_name=stored_name,
+                    duration_ms=recorded_ms(audio, duration_s),
+                    size_bytes=len(audio),
+                )
+                session.add(message)
+                await session.flush()
+            elif message.mailed_at is not None:
+                return  # delivered before (a replay)
             email = await session.scalar(sa.select(Account.email).where(Account.id == account_id))
         if not email:
             return
         mail = _voicemail_mail(email, did, caller, duration_s, audio)
+        mail["Message-ID"] = voicemail_message_id(call_id)
         try:
             await self._mailer.send(mail)
             error = None
@@ -87,6 +101,10 @@ def recorded_ms(audio: bytes, duration_s: int) -> int:
         return inspect_wav(audio, max_bytes=max(len(audio), 1)).duration_ms
     except (InvalidInput, ZeroDivisionError):
         return duration_s * 1000
+
+
+def voicemail_message_id(call_id: str) -> str:
+    return f"<voicemail.{call_id}@callcontrol.invalid>"
 
 
 def _voicemail_mail(

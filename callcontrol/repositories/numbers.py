@@ -225,7 +225,6 @@ class SqlNumberDirectory:
             facts.append(DestinationFacts(position, kind, target, timeout, rate))
         return tuple(facts)
 
-
     async def _refused(
         self, conn: AsyncConnection | None, kind: DestinationType, target: str
     ) -> bool:

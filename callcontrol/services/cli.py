@@ -62,10 +62,20 @@ def _billing_run(args: argparse.Namespace) -> int:
 
 async def _run_once(settings: Settings, today: date) -> BillingReport:
     from callcontrol.db.engine import create_engine, session_factory
-    from callcontrol.notify.mailer import SmtpMailer
+    from callcontrol.notify.mailer import Mailer, SmtpMailer
+    from callcontrol.notify.retrying_mailer import SpoolingMailer
+    from callcontrol.repositories.spool import Spool, SpoolMismatch, spool_target
     from callcontrol.services.billing_run import run_billing
     from callcontrol.services.phone_reminders import PhoneReminderQueue
 
+    # Mails the server refuses go to the spool of `callcontrol serve`, which sends them.
+    spool = Spool(settings.spool.path, target=spool_target(settings.database.url))
+    mailer: Mailer = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
+    try:
+        await spool.open()
+    except SpoolMismatch as exc:
+        print(f"billing: {exc}; mails that fail are not retried", file=sys.stderr)
+        mailer = SmtpMailer(settings.smtp)
     engine = create_engine(settings.database, pooled=False)
     sessions = session_factory(engine)
     try:
@@ -73,13 +83,14 @@ async def _run_once(settings: Settings, today: date) -> BillingReport:
             sessions,
             today=today,
             settings=settings.billing,
-            mailer=SmtpMailer(settings.smtp),
+            mailer=mailer,
             phone=PhoneReminderQueue(sessions=sessions)
             if settings.phone_reminders.enabled
             else None,
         )
     finally:
         await engine.dispose()
+        await spool.close()
 
 
 def _reminders_call(args: argparse.Namespace) -> int:
@@ -105,9 +116,10 @@ async def _call_once(settings: Settings) -> int:
 
     engine = create_engine(settings.database, pooled=False)
     try:
-        async with aiohttp.ClientSession() as http, reminder_worker(
-            settings, session_factory(engine), http
-        ) as runtime:
+        async with (
+            aiohttp.ClientSession() as http,
+            reminder_worker(settings, session_factory(engine), http) as runtime,
+        ):
             try:
                 await asyncio.wait_for(runtime.connected.wait(), CONNECT_TIMEOUT_S)
             except TimeoutError:

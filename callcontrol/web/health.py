@@ -1,5 +1,9 @@
 """``/health`` (ARI connected, database reachable) and ``/metrics`` (Prometheus text).
 
+The spool's depth is shown in both; a non-empty spool alone does not make
+``/health`` fail (the engine is doing its job: keeping what the database or
+the mail server cannot take yet).
+
 ``/metrics`` is written by ``prometheus_client`` from the engine's live state
 (read at scrape time) and the app's ``CallMetrics`` (calls by disposition,
 decision latency).
@@ -14,8 +18,9 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from callcontrol.keys import DB_ENGINE, ENGINE, CallEngine
+from callcontrol.keys import DB_ENGINE, ENGINE, SPOOL, CallEngine
 from callcontrol.metrics import CALL_METRICS, CallMetrics
+from callcontrol.repositories.spool import Spool, SpoolKind
 
 
 async def health(request: web.Request) -> web.Response:
@@ -34,6 +39,7 @@ async def health(request: web.Request) -> web.Response:
         # A standby waits for the active engine's lease (engine/lease.py).
         "role": "active" if lease.held and ari_ok else "standby" if not lease.held else "starting",
         "lease_holder": lease.holder if lease.held else lease.other,
+        "spool_depth": request.app[SPOOL].depth.total if SPOOL in request.app else 0,
     }
     return web.json_response(body, status=200 if ari_ok and database_ok else 503)
 
@@ -41,9 +47,10 @@ async def health(request: web.Request) -> web.Response:
 class _Scrape:
     """One scrape: the live engine's state, then the call path's metrics."""
 
-    def __init__(self, engine: CallEngine, calls: CallMetrics) -> None:
+    def __init__(self, engine: CallEngine, calls: CallMetrics, spool: Spool | None) -> None:
         self._engine = engine
         self._calls = calls
+        self._spool = spool
 
     def collect(self) -> Iterator[Metric]:
         dispatcher, stream = self._engine.dispatcher, self._engine.stream
@@ -87,12 +94,46 @@ class _Scrape:
             "Bridges of ours no call owned, destroyed by reconciliation",
             value=dispatcher.bridges_destroyed,
         )
+        if self._spool is not None:
+            yield from spool_metrics(self._spool)
         yield from self._calls.collect()
+
+
+def spool_metrics(spool: Spool) -> Iterator[Metric]:
+    depth = spool.depth
+    families: tuple[GaugeMetricFamily | CounterMetricFamily, ...] = (
+        GaugeMetricFamily(
+            "callcontrol_spool_depth",
+            "Entries held in the local spool (dead ones included), by kind",
+            labels=["kind"],
+        ),
+        GaugeMetricFamily(
+            "callcontrol_spool_dead",
+            "Spool entries their target refused too often (kept, not replayed), by kind",
+            labels=["kind"],
+        ),
+        CounterMetricFamily(
+            "callcontrol_spool_journaled",
+            "Work journaled in the spool because its target failed, by kind",
+            labels=["kind"],
+        ),
+        CounterMetricFamily(
+            "callcontrol_spool_replayed",
+            "Spooled entries replayed into their target, by kind",
+            labels=["kind"],
+        ),
+    )
+    sources = (depth.held, depth.dead, spool.journaled, spool.replayed)
+    for family, values in zip(families, sources, strict=True):
+        for kind in SpoolKind:
+            family.add_metric([kind.value], values[kind])
+        yield family
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """Prometheus text (or OpenMetrics, if the scraper asks for it)."""
-    scrape = _Scrape(request.app[ENGINE], request.app[CALL_METRICS])
+    app = request.app
+    scrape = _Scrape(app[ENGINE], app[CALL_METRICS], app[SPOOL] if SPOOL in app else None)
     return await make_aiohttp_handler(scrape)(request)
 
 

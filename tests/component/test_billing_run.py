@@ -250,8 +250,11 @@ _DYING_RUN = textwrap.dedent(
 )
 
 
-def billing_cli(url: str, day: str, die_after: int = 0) -> subprocess.CompletedProcess[str]:
+def billing_cli(
+    url: str, day: str, spool: Path, die_after: int = 0
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CALLCONTROL_DATABASE__URL": url, "DIE_AFTER": str(die_after)}
+    env["CALLCONTROL_SPOOL__PATH"] = str(spool)  # mails that fail are journaled here
     env.pop("CALLCONTROL_CONFIG", None)
     return subprocess.run(
         [sys.executable, "-c", _DYING_RUN, day], env=env, cwd=REPO, capture_output=True,
@@ -260,14 +263,15 @@ def billing_cli(url: str, day: str, die_after: int = 0) -> subprocess.CompletedP
 
 
 async def test_a_billing_cli_killed_with_sigkill_and_run_again_charges_every_number_once(
-    db_session: Sessions, fresh_db_url: str
+    db_session: Sessions, fresh_db_url: str, tmp_path: Path
 ) -> None:
     account = await make_account(db_session, 100_00)
     numbers = [await rented(db_session, account, date(2024, 1, 10)) for _ in range(4)]
 
-    killed = billing_cli(fresh_db_url, "2024-02-10", die_after=3)
+    spool = tmp_path / "spool.db"
+    killed = billing_cli(fresh_db_url, "2024-02-10", spool, die_after=3)
     assert killed.returncode == -9, killed.stderr
-    rerun = billing_cli(fresh_db_url, "2024-02-10")
+    rerun = billing_cli(fresh_db_url, "2024-02-10", spool)
 
     assert rerun.returncode == 0, rerun.stderr
     assert "billing run for 2024-02-10" in rerun.stdout

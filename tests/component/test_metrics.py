@@ -30,9 +30,17 @@ from callcontrol.domain.call_events import CallRecord
 from callcontrol.domain.routing import Reject
 from callcontrol.domain.vocabulary import CallDirection, Disposition
 from callcontrol.engine.routers import RoutedCall
-from callcontrol.keys import SESSIONS
+from callcontrol.keys import DB_ENGINE, SESSIONS, SPOOL
 from callcontrol.metrics import CALL_METRICS, CountingLedger, TimedRouter
-from callcontrol.settings import AmiSettings, AriSettings, DatabaseSettings, MediaSettings, Settings
+from callcontrol.repositories.spool import SpoolKind
+from callcontrol.settings import (
+    AmiSettings,
+    AriSettings,
+    DatabaseSettings,
+    MediaSettings,
+    Settings,
+    SpoolSettings,
+)
 from provisioning.settings import ProvisioningSettings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -66,6 +74,7 @@ async def served(fresh_db_url: str, tmp_path: Path) -> AsyncIterator[Served]:
             ami=AmiSettings(enabled=False),
             media=MediaSettings(root=tmp_path / "media"),
             provisioning=ProvisioningSettings(file_path=tmp_path / "pjsip_callcontrol.conf"),
+            spool=SpoolSettings(path=tmp_path / "spool.db", db_timeout_s=0.3, retry_max_s=0.2),
         )
         client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings)))
         await client.start_server()
@@ -191,3 +200,63 @@ async def test_a_call_through_the_engine_is_counted_and_its_decision_timed(
     assert before[calls("inbound", "rejected")] == 0 and before[decision("_count")] == 0
     assert after[decision("_count")] == 1 and after[decision("_bucket", "1.0")] == 1
     assert after[("callcontrol_calls_started_total", ())] == 1
+
+
+def spool(name: str, kind: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, (("kind", kind),))
+
+
+async def test_a_cdr_the_locked_database_cannot_take_shows_in_the_spool_depth_then_is_replayed(
+    served: Served,
+) -> None:
+    """The whole app: a call ends while another connection holds the database's
+    write lock. Its CDR is spooled within the bound, /metrics and /health show
+    the depth (health stays 200), and once the lock goes the CDR is replayed."""
+    app = served.client.app
+    before = await served.scrape()
+    assert before[spool("callcontrol_spool_depth", "cdr")] == 0
+    async with app[DB_ENGINE].connect() as locker:
+        if app[DB_ENGINE].dialect.name == "sqlite":
+            driver = (await locker.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("BEGIN EXCLUSIVE")
+        else:
+            await locker.execute(sa.text("BEGIN"))
+            await locker.execute(sa.text("LOCK TABLE cdrs IN ACCESS EXCLUSIVE MODE"))
+        event = sample_event("StasisStart") | {"args": ["inbound", "4930999999"]}
+        await served.fake.send_event(event)
+        for _ in range(300):
+            during = await served.scrape()
+            if during[spool("callcontrol_spool_depth", "cdr")] == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert during[spool("callcontrol_spool_depth", "cdr")] == 1
+        assert during[spool("callcontrol_spool_journaled_total", "cdr")] == 1
+        if app[DB_ENGINE].dialect.name == "sqlite":
+            await driver.execute("ROLLBACK")
+        else:
+            await locker.execute(sa.text("ROLLBACK"))
+    for _ in range(500):
+        after = await served.scrape()
+        if after[spool("callcontrol_spool_depth", "cdr")] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert after[spool("callcontrol_spool_depth", "cdr")] == 0
+    async with app[SESSIONS]() as session:
+        stored = list(await session.scalars(sa.select(Cdr.disposition)))
+    assert stored == [Disposition.REJECTED]
+    assert after[spool("callcontrol_spool_replayed_total", "cdr")] == 1
+    health = await served.client.get("/health")
+    assert health.status == 200 and (await health.json())["spool_depth"] == 0
+
+
+async def test_health_stays_200_when_only_the_spool_holds_something(served: Served) -> None:
+    """A mail the (absent) mail server has not taken: the engine is healthy, the
+    depth says what is waiting."""
+    await served.client.app[SPOOL].append(SpoolKind.MAIL, "mail:<m@x>", b"To: a@b\r\n\r\nhi")
+    health = await served.client.get("/health")
+    body = await health.json()
+    assert health.status == 200 and body["spool_depth"] == 1, body
+    samples = await served.scrape()
+    assert samples[spool("callcontrol_spool_depth", "mail")] == 1
+    assert samples[spool("callcontrol_spool_depth", "voicemail")] == 0

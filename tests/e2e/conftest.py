@@ -60,6 +60,8 @@ def engine(
             # A lab on loopback: far ends are 127.0.0.3/4 (Asterisk's own ports stay refused).
             "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
             "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
+            # The engine's own spool (never ./var/spool.db of the working copy).
+            "CALLCONTROL_SPOOL__PATH": str(logs / "spool.db"),
         },
         log_path=logs / "engine.log",
     )
