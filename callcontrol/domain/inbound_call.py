@@ -553,6 +553,12 @@ class InboundCall:
         if isinstance(command, ev.Play):
             # A missing or unplayable file must not lose the call: go on without it.
             return self._on_playback_finished(ev.PlaybackFinished(command.playback_id, event.at))
+        if isinstance(command, ev.Record) and event.gone:
+            # The caller hung up during the voicemail greeting: nothing was recorded.
+            return [
+                ev.CancelTimer("recording-grace"),
+                self._finish(Disposition.ABANDONED, event.at, None),
+            ]
         if isinstance(command, ev.Record):
             return self._on_recording_done(command.name, None, event.at)
         if isinstance(command, ev.Answer | ev.Ring | ev.Progress) and event.gone:

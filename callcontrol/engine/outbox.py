@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import structlog
 
+from callcontrol.ari.errors import AriNotFound
 from callcontrol.domain import call_events as ev
 from callcontrol.engine.ports import AriPort, CallLedger, VoicemailBox
 from callcontrol.engine.supervisor import TaskSupervisor
@@ -54,7 +55,12 @@ class CallOutbox:
     async def _deliver(
         self, record: ev.CallRecord, number_id: int, command: ev.SaveVoicemail
     ) -> None:
-        audio = await self._ari.get_stored_recording_file(command.recording_name)
+        try:
+            audio = await self._ari.get_stored_recording_file(command.recording_name)
+        except AriNotFound:
+            # Asterisk kept nothing (the caller hung up as the recording began).
+            log.warning("voicemail_recording_missing", recording=command.recording_name)
+            return
         await self._voicemail.deliver(
             call_id=record.call_id,
             number_id=number_id,

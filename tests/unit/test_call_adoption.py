@@ -208,3 +208,13 @@ def test_a_failed_shell_ends_a_bridged_call_as_answered() -> None:
     c.handle(ev.LegAnswered(1, at(3)))
     record = finish_of(c.fail(at(13)))
     assert record.disposition is Disposition.ANSWERED and record.talk_ms == 10_000
+
+
+def test_a_caller_gone_when_the_recording_would_start_is_abandoned_not_voicemail() -> None:
+    c = call(voicemail_enabled=True, destinations=())
+    c.start()
+    record_cmd = [x for x in c.handle(ev.PlaybackFinished(c.voicemail_playback, at(5)))]
+    record = next(x for x in record_cmd if isinstance(x, ev.Record))
+    done = c.handle(ev.CommandFailed(record, True, at(5.01)))
+    assert not any(isinstance(x, ev.SaveVoicemail) for x in done)
+    assert finish_of(done).disposition is Disposition.ABANDONED
