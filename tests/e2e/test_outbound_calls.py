@@ -106,18 +106,33 @@ def test_a_call_to_the_rented_numbers_country_presents_it_and_is_charged(
     assert charges[0][2] == f"call:{cdr['id']}:1"
 
 
+@pytest.mark.parametrize(
+    ("prefix", "dialled", "e164"),
+    [("44", "00442079460123", "+442079460123"), ("43", "00431588580", "+431588580")],
+    ids=["to the UK", "to Austria, a neighbour with its own rate"],
+)
 def test_a_call_to_another_country_goes_out_anonymous(
-    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+    asterisk: AsteriskSandbox,
+    engine: EngineProcess,
+    db_url: str,
+    data: Seeder,
+    workdir: Path,
+    prefix: str,
+    dialled: str,
+    e164: str,
 ) -> None:
+    """A German number is shown only on calls to Germany: with the CallerID service
+    and a rate for the destination, a call to Austria still goes out anonymous."""
     _, did, login, password = sip_account(asterisk, db_url, data, balance_minor=1000, service=True)
-    data.rate("44", 9)
-    caller, carrier = call_through_carrier(workdir, login, password, "00442079460123", "anonymous")
+    assert did.startswith("+49")
+    data.rate(prefix, 9)
+    caller, carrier = call_through_carrier(workdir, login, password, dialled, "anonymous")
     assert caller.ok, caller.describe()
     assert carrier.ok, carrier.describe()
     invite = carrier_invite(carrier)
     assert "id" in (invite.header("Privacy") or ""), invite.text
     assert did.lstrip("+") not in invite.text and login not in invite.text
-    cdr = data.wait_for_cdr("+442079460123")
+    cdr = data.wait_for_cdr(e164)
     assert cdr["direction"] == "outbound" and cdr["disposition"] == "answered"
 
 
