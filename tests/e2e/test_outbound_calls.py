@@ -88,15 +88,15 @@ def test_a_call_to_the_rented_numbers_country_presents_it_and_is_charged(
         asterisk, db_url, data, balance_minor=1000, service=True
     )
     data.rate("49", 6)  # 6 cents a minute
-    caller, carrier = call_through_carrier(workdir, login, password, "0305550123", did)
+    caller, carrier = call_through_carrier(workdir, login, password, "0306660123", did)
     assert caller.ok, caller.describe()
     assert carrier.ok, carrier.describe()  # the From check passed
     invite = carrier_invite(carrier)
-    assert invite.first_line.startswith("INVITE sip:+49305550123@"), invite.first_line
+    assert invite.first_line.startswith("INVITE sip:+49306660123@"), invite.first_line
     assert did.lstrip("+") in (invite.header("P-Asserted-Identity") or ""), invite.text
     assert "id" not in (invite.header("Privacy") or "none"), invite.text
 
-    cdr = data.wait_for_cdr("+49305550123")
+    cdr = data.wait_for_cdr("+49306660123")
     assert cdr["direction"] == "outbound" and cdr["disposition"] == "answered"
     assert cdr["caller"] == login and cdr["account_id"] == account
     leg = cdr["legs"][0]
@@ -141,7 +141,7 @@ def test_without_the_callerid_service_even_a_same_country_call_is_anonymous(
 ) -> None:
     _, did, login, password = sip_account(asterisk, db_url, data, balance_minor=1000, service=False)
     data.rate("49", 6)
-    caller, carrier = call_through_carrier(workdir, login, password, "+49305550124", "anonymous")
+    caller, carrier = call_through_carrier(workdir, login, password, "+49306660124", "anonymous")
     assert caller.ok, caller.describe()
     assert carrier.ok, carrier.describe()
     invite = carrier_invite(carrier)
@@ -152,7 +152,7 @@ def test_without_the_callerid_service_even_a_same_country_call_is_anonymous(
 @pytest.mark.parametrize(
     ("balance", "dialled", "code", "reason", "number"),
     [
-        (0, "+49305550125", 403, "no_credit", "+49305550125"),
+        (0, "+49306660125", 403, "no_credit", "+49306660125"),
         (1000, "12", 484, "invalid_number", "12"),
     ],
 )
@@ -191,10 +191,10 @@ def test_an_outbound_call_is_cut_when_the_balance_is_spent_and_charged_once(
         "far_answer.xml", PSTN_CARRIER, 5060, workdir, variables={"answer_ms": "100"}
     ).start()
     carrier.wait_ready()
-    caller = phone(workdir, login, password, "+498955501234", "phone_call_wait_bye.xml").run()
+    caller = phone(workdir, login, password, "+498966601234", "phone_call_wait_bye.xml").run()
     assert caller.ok, caller.describe()  # the engine hung up: the phone got the BYE
     assert carrier.wait(15).ok
-    cdr = data.wait_for_cdr("+498955501234")
+    cdr = data.wait_for_cdr("+498966601234")
     assert 2500 <= cdr["talk_ms"] <= 5000, cdr["talk_ms"]
     charges = [e for e in data.ledger_entries(account) if e[0] is LedgerKind.CALL_CHARGE]
     assert len(charges) == 1 and charges[0][2] == f"call:{cdr['id']}:1"

@@ -41,7 +41,7 @@ def document_out(row: NumberDocument, did: str | None) -> DocumentOut:
     )  # fmt: skip
 
 
-async def upload_document(call: ApiCall) -> DocumentOut:
+async def upload_number_document(call: ApiCall) -> DocumentOut:
     q = call.query_as(DocumentUploadQuery)
     async with call.sessions() as session:
         number = await lookup.owned_number(session, call.caller, call.did())
@@ -55,7 +55,7 @@ async def upload_document(call: ApiCall) -> DocumentOut:
     return document_out(row, number.e164)
 
 
-async def list_documents(call: ApiCall) -> DocumentList:
+async def list_number_documents(call: ApiCall) -> DocumentList:
     async with call.sessions() as session:
         number = await lookup.owned_number(session, call.caller, call.did())
         rows = await documents.of_number(session, number.id)
@@ -71,11 +71,11 @@ async def _visible(call: ApiCall) -> tuple[NumberDocument, str | None]:
         return row, number.e164 if number is not None else None
 
 
-async def get_document(call: ApiCall) -> DocumentOut:
+async def get_number_document(call: ApiCall) -> DocumentOut:
     return document_out(*await _visible(call))
 
 
-async def download_document(call: ApiCall) -> web.Response:
+async def download_number_document(call: ApiCall) -> web.Response:
     row, _ = await _visible(call)
     data = await documents.read(call.settings.documents, row)
     ext = row.stored_name.rsplit(".", 1)[-1]
@@ -86,7 +86,7 @@ async def download_document(call: ApiCall) -> web.Response:
     )  # fmt: skip
 
 
-async def review_document(call: ApiCall) -> DocumentOut:
+async def review_number_document(call: ApiCall) -> DocumentOut:
     body = call.body_as(DocumentReview)
     row, did = await _visible(call)
     async with call.sessions() as session, session.begin():
@@ -100,7 +100,7 @@ async def review_document(call: ApiCall) -> DocumentOut:
     return document_out(row, did)
 
 
-async def delete_document(call: ApiCall) -> None:
+async def delete_number_document(call: ApiCall) -> None:
     row, _ = await _visible(call)
     await documents.delete_where(
         call.sessions, call.settings.documents.root, NumberDocument.id == row.id
@@ -110,15 +110,15 @@ async def delete_document(call: ApiCall) -> None:
 NUM = "/api/v1/numbers/{did}/documents"
 ONE = "/api/v1/number-documents/{number_document_id}"
 ROUTES = [
-    Route("POST", NUM, upload_document, "Upload an end user's document (PDF, JPEG or PNG)",
+    Route("POST", NUM, upload_number_document, "Upload an end user's document (PDF, JPEG or PNG)",
           TAG, query=DocumentUploadQuery, upload=True, upload_types=TYPES,
           response=DocumentOut, status=201, errors=(409,)),
-    Route("GET", NUM, list_documents, "The number's documents, their state and reasons", TAG,
+    Route("GET", NUM, list_number_documents, "The number's documents, their state and reasons", TAG,
           response=DocumentList),
-    Route("GET", ONE, get_document, "A document's state", TAG, response=DocumentOut),
-    Route("GET", ONE + "/file", download_document, "Download a document (attachment)", TAG,
+    Route("GET", ONE, get_number_document, "A document's state", TAG, response=DocumentOut),
+    Route("GET", ONE + "/file", download_number_document, "Download a document (attachment)", TAG,
           media_type="application/octet-stream"),
-    Route("POST", ONE + "/review", review_document, "Approve, or reject with a reason", TAG,
+    Route("POST", ONE + "/review", review_number_document, "Approve, or reject with a reason", TAG,
           operator_only=True, body=DocumentReview, response=DocumentOut),
-    Route("DELETE", ONE, delete_document, "Delete a document", TAG, status=204),
+    Route("DELETE", ONE, delete_number_document, "Delete a document", TAG, status=204),
 ]  # fmt: skip
