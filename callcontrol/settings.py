@@ -163,6 +163,13 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         where = _env_name(tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise SettingsError(
-            f"bad setting {where}={first.get('input')!r}: {first['msg']}{more}"
-        ) from exc
+        shown = "'***'" if _is_secret(first["loc"]) else repr(first.get("input"))
+        raise SettingsError(f"bad setting {where}={shown}: {first['msg']}{more}") from exc
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """A value never shown in an error: passwords, tokens and URLs that may hold one."""
+    return any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
+
+
+_SECRET_WORDS = ("password", "secret", "token", "url")

@@ -56,7 +56,7 @@ def _guarded(run: Callable[[argparse.Namespace, Settings], int]) -> Handler:
             return run(args, load_settings())
         except (SandboxError, SettingsError) as exc:
             print(f"sandbox: {exc}", file=sys.stderr)
-            return 1
+            return 2
 
     return handler
 
