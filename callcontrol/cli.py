@@ -136,11 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(handler=_with_settings(_token_create))
     from callcontrol.sandbox.cli import add_cli as add_sandbox
     from callcontrol.services.cli import add_cli as add_billing
+    from provisioning.asterisk_cli import add_cli as add_asterisk_config
     from provisioning.cli import add_cli as add_provisioning
 
     add_sandbox(commands)
     add_provisioning(commands)
     add_billing(commands)
+    add_asterisk_config(commands)
     return parser
 
 

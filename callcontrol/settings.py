@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from provisioning.settings import ProvisioningSettings
+from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
 
 class _Part(BaseModel):
@@ -138,6 +138,7 @@ class Settings(BaseSettings):
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
 
 
 class SettingsError(Exception):

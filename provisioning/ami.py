@@ -135,6 +135,14 @@ class AmiClient:
             return False
         return bool(reply.success)
 
+    async def command(self, text: str) -> str:
+        """The output of one Asterisk CLI command (``Action: Command``, class ``command``)."""
+        reply = await self.action({"Action": "Command", "Command": text})
+        output = reply.get("Output", "")
+        lines = output if isinstance(output, list) else [str(output)]
+        content = str(getattr(reply, "content", "") or "")
+        return "\n".join([*lines, content])
+
     async def reload_pjsip(self) -> ReloadResult:
         """Ask Asterisk to reload res_pjsip (re-reads pjsip.conf and its includes)."""
         try:
