@@ -106,6 +106,15 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from callcontrol.doctor import run_checks
+
+    findings = asyncio.run(run_checks(settings))
+    for finding in findings:
+        print(finding.line())
+    return 1 if any(f.status == "fail" for f in findings) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callcontrol",
@@ -117,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the ARI app and the HTTP API")
     serve.set_defaults(handler=_with_settings(_serve))
+    doctor = commands.add_parser("doctor", help="check everything serve needs; one line each")
+    doctor.set_defaults(handler=_with_settings(_doctor))
     db = commands.add_parser("db", help="database migrations")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations up to head").set_defaults(

@@ -26,9 +26,9 @@ async def ari_get(
     session: aiohttp.ClientSession, plan: AsteriskPlan, path: str, base_url: str
 ) -> tuple[int, Any]:
     """``GET {base_url}/ari{path}`` with the plan's credentials → (status, JSON or None)."""
-    auth = aiohttp.BasicAuth(plan.ari_username, plan.ari_password)
+    headers = {"Authorization": aiohttp.BasicAuth(plan.ari_username, plan.ari_password).encode()}
     timeout = aiohttp.ClientTimeout(total=5)
-    async with session.get(f"{base_url}/ari{path}", auth=auth, timeout=timeout) as response:
+    async with session.get(f"{base_url}/ari{path}", headers=headers, timeout=timeout) as response:
         body = await response.json() if response.status == 200 else None
         return response.status, body
 
