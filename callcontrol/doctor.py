@@ -30,6 +30,7 @@ import aiohttp
 from callcontrol.db.preflight import DatabaseProblem, check_schema
 from callcontrol.engine.lease import Claim
 from callcontrol.settings import Settings
+from provisioning.asterisk_check import basic_auth
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -51,9 +52,9 @@ class _Ari:
         self.session = session
         self.base = str(settings.ari.url).rstrip("/") + "/ari"
         self.headers = {
-            "Authorization": aiohttp.BasicAuth(
+            "Authorization": basic_auth(
                 settings.ari.username, settings.ari.password.get_secret_value()
-            ).encode()
+            )
         }
 
     async def get(self, path: str, **params: str) -> tuple[int, Any]:

@@ -10,6 +10,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,12 @@ import aiohttp
 
 from callcontrol.domain.contract import INBOUND_CONTEXT, OUTBOUND_CONTEXT
 from provisioning.asterisk_config import CARRIER_ENDPOINT, TRANSPORT, AsteriskPlan
+
+
+def basic_auth(username: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP basic auth."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
 
 AmiCommand = Callable[[str], Awaitable[str]]
 """Runs one Asterisk CLI command over AMI and returns its output."""
@@ -26,7 +33,7 @@ async def ari_get(
     session: aiohttp.ClientSession, plan: AsteriskPlan, path: str, base_url: str
 ) -> tuple[int, Any]:
     """``GET {base_url}/ari{path}`` with the plan's credentials → (status, JSON or None)."""
-    headers = {"Authorization": aiohttp.BasicAuth(plan.ari_username, plan.ari_password).encode()}
+    headers = {"Authorization": basic_auth(plan.ari_username, plan.ari_password)}
     timeout = aiohttp.ClientTimeout(total=5)
     async with session.get(f"{base_url}/ari{path}", headers=headers, timeout=timeout) as response:
         body = await response.json() if response.status == 200 else None
