@@ -272,7 +272,9 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
-    """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
+    """The whole service. ``call_engine=False`` gives the database part alone, with no
+    route: the caller adds the API with ``add_api_routes`` and its own collaborators
+    (the API component tests pass a recording mailer)."""
     app = web.Application()
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)

@@ -7,11 +7,12 @@ Rules this module keeps:
   file (written, asked about, removed).
 - Checks that depend on ARI are skipped when ARI itself failed, so the first
   failure is the one to fix.
-- Read-only towards Asterisk: ``GET`` requests and ``STAT()`` through
-  ``GET /asterisk/variable`` (needs ``func_env.so``), CLI ``dialplan show`` over
-  AMI. The app is "taken" when another client holds its WebSocket
-  (``GET /applications``) or a live lease (``CALLCONTROL_LEASE_<app>``, see
-  ``callcontrol/engine/lease.py``).
+- Towards Asterisk only ``GET`` requests and CLI ``dialplan show`` over AMI,
+  except the media probe: a one-second silent WAV is played on a bridge of its
+  own (``doctor-probe-*``, no channel, no call; needs ``chan_bridge_media.so``),
+  which plays only if Asterisk finds the file, and is removed at once. The app
+  is "taken" when another client holds its WebSocket (``GET /applications``)
+  or a live lease (``CALLCONTROL_LEASE_<app>``, see ``callcontrol/engine/lease.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import os
 import re
 import time
 import uuid
+import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -64,6 +67,13 @@ class _Ari:
         ) as response:
             body = await response.json() if response.status == 200 else None
             return response.status, body
+
+    async def send(self, method: str, path: str, **params: str) -> int:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with self.session.request(
+            method, self.base + path, params=params, headers=self.headers, timeout=timeout
+        ) as response:
+            return response.status
 
     async def variable(self, name: str) -> str | None:
         status, body = await self.get("/asterisk/variable", variable=name)
@@ -125,28 +135,55 @@ async def check_app_free(ari: _Ari, settings: Settings) -> Finding:
 
 async def check_media(ari: _Ari, settings: Settings) -> Finding:
     root = settings.media.root
-    probe = f".doctor-probe-{uuid.uuid4().hex[:8]}.wav"
+    name = f"doctor-probe-{uuid.uuid4().hex[:8]}"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        (root / probe).write_bytes(b"RIFF")
-        os.chmod(root / probe, 0o644)
+        _write_silence(root / f"{name}.wav")
     except OSError as exc:
         return Finding("media", "fail", f"cannot write {root}: {exc.strerror}; fix its owner")
+    seen_as = settings.media.asterisk_path(name)
     try:
-        seen_as = settings.media.asterisk_path(probe)
-        exists = await ari.variable(f"STAT(e,{seen_as})")
+        playing = await _plays(ari, name, seen_as)
     finally:
-        (root / probe).unlink(missing_ok=True)
-    if exists is None:
-        return Finding("media", "fail", "Asterisk cannot evaluate STAT(): load func_env.so")
-    if exists != "1":
+        (root / f"{name}.wav").unlink(missing_ok=True)
+    if playing is None:
+        return Finding(
+            "media", "fail", "Asterisk cannot play on a bridge: load chan_bridge_media.so"
+        )
+    if not playing:
         return Finding(
             "media",
             "fail",
-            f"{root.resolve()} is writable, but Asterisk does not see {seen_as}: set "
+            f"{root.resolve()} is writable, but Asterisk does not find {seen_as}.wav: set "
             "CALLCONTROL_MEDIA__ASTERISK_ROOT to where Asterisk sees this folder, or mount it",
         )
-    return Finding("media", "ok", f"{root.resolve()} writable; Asterisk sees it at {seen_as}")
+    return Finding("media", "ok", f"{root.resolve()} writable; Asterisk plays it as {seen_as}")
+
+
+def _write_silence(path: Path) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\0" * 16000)
+    path.chmod(0o644)
+
+
+async def _plays(ari: _Ari, name: str, seen_as: str) -> bool | None:
+    """True: Asterisk plays the file; False: it does not find it; None: cannot try."""
+    bridge = f"/bridges/{name}"
+    if await ari.send("POST", bridge, type="mixing", name=name) != 200:
+        return None
+    try:
+        started = await ari.send("POST", f"{bridge}/play/{name}", media=f"sound:{seen_as}")
+        if started != 201:
+            return None
+        await asyncio.sleep(0.3)  # a missing file ends the playback at once
+        status, body = await ari.get(f"/playbacks/{name}")
+        await ari.send("DELETE", f"/playbacks/{name}")
+        return status == 200 and isinstance(body, dict) and body.get("state") == "playing"
+    finally:
+        await ari.send("DELETE", bridge)
 
 
 async def check_dialplan(settings: Settings) -> Finding:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
 from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
 
@@ -36,14 +37,6 @@ class AriSettings(_Part):
     """After another client took the app without a lease: wait before retaking."""
     watchdog_s: float = Field(default=30.0, ge=1.0)
     """How often the engine reconciles its calls with what Asterisk holds."""
-
-
-class AmiSettings(_Part):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=5038, ge=1, le=65535)
-    username: str = "callcontrol"
-    password: SecretStr = SecretStr("callcontrol")
 
 
 class DatabaseSettings(_Part):

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from panoramisk import Manager
 
-from callcontrol.settings import AmiSettings
+from provisioning.settings import AmiSettings
+from provisioning.state import ReloadResult
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,6 @@ DEFAULT_TIMEOUT_S = 10.0
 
 class AmiError(Exception):
     """AMI could not be reached, refused the login or did not answer in time."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    ok: bool
-    message: str
 
 
 class _Manager(Manager):  # type: ignore[misc]  # panoramisk is untyped

@@ -33,6 +33,16 @@ class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class AmiSettings(_Part):
+    """Asterisk's manager interface (pjsip reloads); ``callcontrol.settings`` re-exports it."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "callcontrol"
+    password: SecretStr = SecretStr("callcontrol")
+
+
 class TrunkSettings(_Part):
     """A carrier trunk rendered into the include file (file back-end only)."""
 
