@@ -27,7 +27,7 @@ export CALLCONTROL_MEDIA__ASTERISK_ROOT=/srv/callcontrol/media
 export CALLCONTROL_AMI__ENABLED=true
 export CALLCONTROL_PROVISIONING__FILE_PATH="$SANDBOX_ROOT/etc/asterisk/pjsip_callcontrol.conf"
 export CALLCONTROL_SMTP__HOST=127.0.0.1 CALLCONTROL_SMTP__PORT=8025
-mkdir -p var/media var/mail
+mkdir -p var/media var/mail/cur var/mail/new var/mail/tmp   # var/mail: a Maildir
 .venv/bin/callcontrol sandbox up --media var/media
 .venv/bin/callcontrol db upgrade
 .venv/bin/callcontrol demo seed
@@ -51,9 +51,9 @@ The engine starts below. In another terminal:
   # ... and the caller, from the carrier's address, calling the demo DID
   sipp -sf sipp-scenarios/caller_answered.xml -key caller 4915112345678 -s 4930123456 -i 127.0.0.2 -p 5070 -m 1 -d 2000 127.0.0.1:5060
 
-  # voicemail: the far end is busy, the caller stays 12 s on the line
+  # voicemail: the far end is busy; the caller stays silent until the voicemail ends it
   sipp -sf sipp-scenarios/far_busy.xml -i 127.0.0.3 -p 5080 -m 1
-  sipp -sf sipp-scenarios/caller_answered.xml -key caller 4915112345678 -s 4930123456 -i 127.0.0.2 -p 5070 -m 1 -d 12000 127.0.0.1:5060
+  sipp -sf sipp-scenarios/caller_answered_wait_bye.xml -key caller 4915112345678 -s 4930123456 -i 127.0.0.2 -p 5070 -m 1 -recv_timeout 30000 127.0.0.1:5060
   # the mail (with the recording as a WAV attachment) lands in var/mail/new/
 
   # a SIP phone (account demo-phone, password $PASSWORD) registers ...
