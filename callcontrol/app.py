@@ -429,7 +429,9 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
-    """The whole service; ``call_engine=False`` serves the HTTP API alone (tests, tools)."""
+    """The whole service. ``call_engine=False`` gives the database part alone, with no
+    route: the caller adds the API with ``add_api_routes`` and its own collaborators
+    (the API component tests pass a recording mailer)."""
     # Header limits above aiohttp's 8 KiB: an oversized Authorization header then
     # reaches the API (a JSON 401 that echoes nothing) instead of aiohttp's plain
     # 400, which quotes the start of the offending line - the token.

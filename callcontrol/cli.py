@@ -1,7 +1,12 @@
 """The ``callcontrol`` command: serve, migrate, seed the demo, run the sandbox.
 
-Settings are loaded (and validated) once here; a bad setting ends the command
-with a one-line error naming it, exit code 2.
+Settings are loaded (and validated) once here. Every failure a person can act
+on - a bad setting, a database URL of the wrong form, an unreachable or
+unmigrated database, a missing account - ends the command with one line on
+stderr and exit code 2 (``_KNOWN_FAILURES``); a traceback means a bug. Commands
+that use the schema check first that the database is at head, so ``serve``
+refuses an unmigrated database instead of logging tracebacks. No command prints
+a password or a token it did not just create; URLs are shown masked.
 """
 
 from __future__ import annotations
@@ -10,10 +15,34 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 
+import sqlalchemy.exc
+
+from callcontrol.db.preflight import DatabaseProblem, check_schema, masked, unreachable
+from callcontrol.domain.errors import DomainError
+from callcontrol.sandbox.errors import SandboxError
 from callcontrol.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
+
+# Commands that read or write the schema: refused, in one line, unless the
+# database is reachable and migrated to head.
+NEEDS_MIGRATED_DB = frozenset({"serve", "token", "billing", "provision", "sip-account"})
+
+
+def _known_failures() -> tuple[type[BaseException], ...]:
+    from callcontrol.web.api.tokens import TokenError
+    from provisioning.service import ProvisioningError
+
+    return (
+        SettingsError,
+        DatabaseProblem,
+        DomainError,
+        TokenError,
+        ProvisioningError,
+        SandboxError,
+    )
 
 
 def _with_settings(run: Callable[[argparse.Namespace, Settings], int]) -> Handler:
@@ -44,8 +73,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from callcontrol.db.engine import upgrade
 
-    asyncio.run(upgrade(settings.database))
-    print(f"database at revision head ({settings.database.url})")
+    try:
+        asyncio.run(upgrade(settings.database))
+    except (OSError, sqlalchemy.exc.DBAPIError) as exc:
+        raise unreachable(settings.database.url, exc) from exc
+    print(f"database at revision head ({masked(settings.database.url)})")
     return 0
 
 
@@ -117,6 +149,13 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"token {args.token_id} revoked")
     return 0
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from callcontrol.doctor import run_checks
+
+    findings = asyncio.run(run_checks(settings))
+    for finding in findings:
+        print(finding.line())
+    return 1 if any(f.status == "fail" for f in findings) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,9 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="callcontrol",
         description="Call-control engine for DID providers running Asterisk (ARI).",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"callcontrol {version('callcontrol')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the ARI app and the HTTP API")
     serve.set_defaults(handler=_with_settings(_serve))
+    doctor = commands.add_parser("doctor", help="check everything serve needs; one line each")
+    doctor.set_defaults(handler=_with_settings(_doctor))
     db = commands.add_parser("db", help="database migrations")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="apply migrations up to head").set_defaults(
@@ -157,25 +201,36 @@ def build_parser() -> argparse.ArgumentParser:
     from callcontrol.sandbox.cli import add_cli as add_sandbox
     from callcontrol.services.cli import add_cli as add_billing
     from callcontrol.services.operator_cli import add_cli as add_operator
+    from provisioning.asterisk_cli import add_cli as add_asterisk_config
     from provisioning.cli import add_cli as add_provisioning
 
     add_sandbox(commands)
     add_provisioning(commands)
     add_billing(commands)
     add_operator(commands)
+    add_asterisk_config(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        load_settings()  # validate before doing anything
-    except SettingsError as exc:
-        print(f"callcontrol: {exc}", file=sys.stderr)
-        return 2
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        settings = load_settings()  # validate before doing anything
+        if args.command in NEEDS_MIGRATED_DB:
+            asyncio.run(check_schema(settings.database.url))
+        return handler(args)
+    except _known_failures() as exc:
+        return _fail(str(exc))
+    except (OSError, sqlalchemy.exc.DBAPIError) as exc:
+        # The database went away (or was never there) in the middle of a command.
+        return _fail(str(unreachable(load_settings().database.url, exc)))
+
+
+def _fail(message: str) -> int:
+    print(f"callcontrol: {message.strip().splitlines()[0]}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -77,3 +77,18 @@ async def seed_demo(settings: Settings) -> str:
     finally:
         await engine.dispose()
     return f"demo number {DEMO_DID} (account balance 10.00 EUR) forwards to {DEMO_FAR_END}"
+
+
+async def demo_account_id(settings: Settings) -> int:
+    """The id of the account owning the demo number (after :func:`seed_demo`)."""
+    engine = create_engine(settings.database)
+    try:
+        async with session_factory(engine)() as session:
+            account_id = await session.scalar(
+                sa.select(Number.account_id).where(Number.e164 == DEMO_DID)
+            )
+    finally:
+        await engine.dispose()
+    if account_id is None:
+        raise LookupError(f"no demo number {DEMO_DID}: run callcontrol demo seed")
+    return int(account_id)

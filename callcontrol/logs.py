@@ -37,6 +37,7 @@ def configure_logging(
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
         logger_factory = structlog.PrintLoggerFactory(file=sys.stderr)
+    _route_stdlib_logging(level, use_json, processors[:-1])
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -45,6 +46,35 @@ def configure_logging(
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
+
+
+def _route_stdlib_logging(
+    level: str, use_json: bool, chain: list[structlog.typing.Processor]
+) -> None:
+    """Lines logged through stdlib ``logging`` (provisioning, panoramisk, aiohttp)
+    come out exactly like structlog's: same renderer, same fields, the call's
+    context, and the logger's name. Only one handler, on the root logger."""
+    renderer: structlog.typing.Processor
+    if use_json:
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_text)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *chain],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    # One line per HTTP request (every scrape of /metrics) is noise, not a log.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _orjson_text(value: object, **_: object) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def _orjson_dumps(value: object, **_: object) -> bytes:

@@ -24,7 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from provisioning.settings import ProvisioningSettings
+from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
+from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
 
 class _Part(BaseModel):
@@ -44,14 +45,6 @@ class AriSettings(_Part):
     """After another client took the app without a lease: wait before retaking."""
     watchdog_s: float = Field(default=30.0, ge=1.0)
     """How often the engine reconciles its calls with what Asterisk holds."""
-
-
-class AmiSettings(_Part):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=5038, ge=1, le=65535)
-    username: str = "callcontrol"
-    password: SecretStr = SecretStr("callcontrol")
 
 
 class DatabaseSettings(_Part):
@@ -219,6 +212,7 @@ class Settings(BaseSettings):
     provisioning: ProvisioningSettings = ProvisioningSettings()
     forwarding: ForwardingSettings = ForwardingSettings()
     quotas: QuotaSettings = QuotaSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
 
 
 class SettingsError(Exception):
@@ -244,6 +238,13 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         where = _env_name(tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise SettingsError(
-            f"bad setting {where}={first.get('input')!r}: {first['msg']}{more}"
-        ) from exc
+        shown = "'***'" if _is_secret(first["loc"]) else repr(first.get("input"))
+        raise SettingsError(f"bad setting {where}={shown}: {first['msg']}{more}") from exc
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """A value never shown in an error: passwords, tokens and URLs that may hold one."""
+    return any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
+
+
+_SECRET_WORDS = ("password", "secret", "token", "url")

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from panoramisk import Manager
 
-from callcontrol.settings import AmiSettings
+from provisioning.settings import AmiSettings
+from provisioning.state import ReloadResult
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,6 @@ DEFAULT_TIMEOUT_S = 10.0
 
 class AmiError(Exception):
     """AMI could not be reached, refused the login or did not answer in time."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    ok: bool
-    message: str
 
 
 class _Manager(Manager):  # type: ignore[misc]  # panoramisk is untyped
@@ -134,6 +128,14 @@ class AmiClient:
             log.warning("AMI ping failed: %s", exc)
             return False
         return bool(reply.success)
+
+    async def command(self, text: str) -> str:
+        """The output of one Asterisk CLI command (``Action: Command``, class ``command``)."""
+        reply = await self.action({"Action": "Command", "Command": text})
+        output = reply.get("Output", "")
+        lines = output if isinstance(output, list) else [str(output)]
+        content = str(getattr(reply, "content", "") or "")
+        return "\n".join([*lines, content])
 
     async def reload_pjsip(self) -> ReloadResult:
         """Ask Asterisk to reload res_pjsip (re-reads pjsip.conf and its includes)."""

@@ -53,8 +53,8 @@ def _handler(work: Work) -> Handler:
             print(asyncio.run(_run(work, args)))
             return 0
         except (DomainError, ProvisioningError, SettingsError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            print(f"callcontrol: {exc}", file=sys.stderr)
+            return 2
 
     return handler
 

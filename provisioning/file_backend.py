@@ -24,23 +24,22 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-from provisioning.ami import ReloadResult
 from provisioning.pjsip import AccountTemplates, Changes, diff_sections, render_pjsip_conf
-from provisioning.service import DesiredState, ReloadStatus, StateSource, SyncReport
 from provisioning.settings import ProvisioningSettings
+from provisioning.state import (
+    DesiredState,
+    PjsipReloader,
+    ReloadStatus,
+    StateSource,
+    SyncReport,
+)
 
 log = logging.getLogger(__name__)
 
 FILE_MODE = 0o640
 MAX_RETRY_S = 60.0
 DEFAULT_TEMPLATES = AccountTemplates()  # the [callcontrol-account](!) family of pjsip.conf
-
-
-@runtime_checkable
-class PjsipReloader(Protocol):
-    async def reload_pjsip(self) -> ReloadResult: ...
 
 
 def atomic_write(path: Path, text: str) -> None:

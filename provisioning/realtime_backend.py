@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from provisioning.pjsip import Changes, SectionId, SipAccountSpec
 from provisioning.realtime_schema import TABLES, create_realtime_tables
-from provisioning.service import DesiredState, SyncReport
 from provisioning.settings import ProvisioningSettings
+from provisioning.state import DesiredState, SyncReport
 
 log = logging.getLogger(__name__)
 

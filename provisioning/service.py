@@ -33,10 +33,9 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -46,16 +45,24 @@ from callcontrol.db.models import Account, ForwardingDestination, Number, SipAcc
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.domain.vocabulary import DestinationType
 from provisioning.digest import generate_password, ha1_md5
-from provisioning.pjsip import Changes, SipAccountSpec, TrunkSpec
+from provisioning.file_backend import FileBackend
+from provisioning.pjsip import SipAccountSpec
+from provisioning.realtime_backend import RealtimeBackend
 from provisioning.settings import ProvisioningSettings
+from provisioning.state import (
+    Backend,
+    DesiredState,
+    PjsipReloader,
+    ReloadStatus,
+    StateSource,
+    SyncReport,
+)
 
 log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
 # Names of the static sections of the deployment's pjsip.conf; no login may take them.
 RESERVED_LOGIN_PREFIXES = ("callcontrol", "transport")
-
-ReloadStatus = Literal["done", "not-needed", "failed", "skipped"]
 
 
 class ProvisioningError(Exception):
@@ -82,42 +89,6 @@ class SipAccountNotFound(InvalidInput):
     def __init__(self, login: str) -> None:
         super().__init__(f"no SIP account {login!r}")
         self.login = login
-
-
-@dataclass(frozen=True, slots=True)
-class DesiredState:
-    """What Asterisk should know: every SIP account and trunk, validated."""
-
-    accounts: tuple[SipAccountSpec, ...]
-    trunks: tuple[TrunkSpec, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    changes: Changes
-    reload: ReloadStatus  # file back-end; realtime needs none ("not-needed")
-    reload_error: str | None = None  # the last reload failed; it is being retried
-
-    def summary(self) -> str:
-        text = self.changes.summary()
-        if self.reload == "failed":
-            return f"{text}; RELOAD FAILED ({self.reload_error}); will retry"
-        if self.reload == "skipped":
-            return f"{text}; not reloaded (AMI disabled): Asterisk sees it on its next reload"
-        if self.reload == "done":
-            return f"{text}; res_pjsip reloaded"
-        return text
-
-
-class Backend(Protocol):
-    async def account_changed(self, spec: SipAccountSpec) -> None: ...
-    async def account_removed(self, login: str) -> None: ...
-    async def sync(self, state: DesiredState) -> SyncReport: ...
-    async def flush(self) -> None: ...
-    async def close(self) -> None: ...
-
-
-StateSource = Callable[[], Awaitable[DesiredState]]
 
 
 class ProvisioningService:
@@ -264,23 +235,18 @@ def build_backend(
     settings: ProvisioningSettings,
     *,
     source: StateSource,
-    reloader: object | None,
+    reloader: PjsipReloader | None,
 ) -> Backend:
-    """The back-end the settings name (imports kept local: each needs only its own)."""
+    """The back-end the settings name."""
     if settings.backend == "realtime":
-        from provisioning.realtime_backend import RealtimeBackend
-
         assert settings.realtime_url is not None  # the settings validator guarantees it
         return RealtimeBackend.from_url(settings.realtime_url.get_secret_value(), settings)
-    from provisioning.file_backend import FileBackend, PjsipReloader
-
-    assert reloader is None or isinstance(reloader, PjsipReloader)
     return FileBackend.from_settings(settings, source=source, reloader=reloader)
 
 
 @asynccontextmanager
 async def open_provisioning(
-    settings: ProvisioningSettings, sessions: Sessions, *, reloader: object | None
+    settings: ProvisioningSettings, sessions: Sessions, *, reloader: PjsipReloader | None
 ) -> AsyncIterator[ProvisioningService]:
     """A ready service; on exit pending reloads are flushed and the back-end closed."""
     holder: list[ProvisioningService] = []
@@ -304,7 +270,9 @@ __all__: Sequence[str] = (
     "LoginTaken",
     "ProvisioningError",
     "ProvisioningService",
+    "ReloadStatus",
     "SipAccountNotFound",
+    "StateSource",
     "SyncReport",
     "build_backend",
     "open_provisioning",

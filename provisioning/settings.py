@@ -33,6 +33,16 @@ class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class AmiSettings(_Part):
+    """Asterisk's manager interface (pjsip reloads); ``callcontrol.settings`` re-exports it."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "callcontrol"
+    password: SecretStr = SecretStr("callcontrol")
+
+
 class TrunkSettings(_Part):
     """A carrier trunk rendered into the include file (file back-end only)."""
 
@@ -106,6 +116,39 @@ class ProvisioningSettings(_Part):
                 raise ValueError("trunks are written by the file backend only")
         if self.reload_max_delay_s < self.reload_coalesce_s:
             raise ValueError("reload_max_delay_s must be >= reload_coalesce_s")
+        return self
+
+
+class AsteriskSettings(_Part):
+    """The address plan of the Asterisk the engine runs beside
+    (``callcontrol asterisk-config render``; see ``provisioning/asterisk_config.py``).
+
+    No default names a carrier or trunk: a production render must say where
+    its carriers are. The sandbox passes its own loopback test plan.
+    """
+
+    sip_bind: str = Field(default="0.0.0.0:5060", pattern=r"^[^\s:]+:[0-9]{1,5}$")
+    """The PJSIP UDP transport's bind address (``host:port``)."""
+    external_address: str | None = None
+    """Public address behind NAT (``external_signaling/media_address``); None: no NAT."""
+    media_address: str | None = None
+    """Fixed address RTP binds to and announces (avoids Asterisk's own-IP lookups)."""
+    carrier_match: tuple[str, ...] = ()
+    """Source addresses / networks of the inbound carrier(s): their calls reach our DIDs."""
+    pstn_contact: str | None = Field(default=None, pattern=r"^sips?:[^\s]+$")
+    """SIP URI of the PSTN carrier trunk for calls to phone numbers (``sip:host:port``)."""
+    rtp_start: int = Field(default=10000, ge=1024, le=65535)
+    rtp_end: int = Field(default=20000, ge=1024, le=65535)
+    strict_rtp: bool = True
+    ami_permit: tuple[str, ...] = ("127.0.0.1/255.255.255.255",)
+    """Networks allowed to log in to AMI (``permit=``), when AMI is enabled."""
+    bench: bool = False
+    """Add the benchmark's dialplan-only carrier and context (test beds only)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> AsteriskSettings:
+        if self.rtp_end <= self.rtp_start:
+            raise ValueError("rtp_end must be above rtp_start")
         return self
 
 

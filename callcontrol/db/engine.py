@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
@@ -34,8 +34,12 @@ def create_engine(settings: DatabaseSettings, *, pooled: bool = True) -> AsyncEn
     """An AsyncEngine for ``settings.url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``).
 
     ``pooled=False`` gives a NullPool engine (one-shot tools: migrations, scripts).
+    A URL of another form, or a SQLite file in a folder that does not exist,
+    raises ``DatabaseUrlError`` (``callcontrol/db/preflight.py``) with one line.
     """
-    url = make_url(settings.url)
+    from callcontrol.db.preflight import validate_url
+
+    url = validate_url(settings.url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings.echo, pooled=pooled)
     kw: dict[str, Any] = {"echo": settings.echo, "pool_pre_ping": True}
@@ -56,11 +60,8 @@ def _sqlite_engine(url: URL, echo: bool, *, pooled: bool) -> AsyncEngine:
     kw: dict[str, Any] = {"echo": echo}
     if in_memory:
         kw |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-    else:
-        assert url.database is not None
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        if not pooled:
-            kw["poolclass"] = NullPool
+    elif not pooled:
+        kw["poolclass"] = NullPool
     engine = _create_async_engine(url, **kw)
     _configure_sqlite(engine, wal=not in_memory)
     return engine
@@ -97,16 +98,21 @@ async def downgrade(settings: DatabaseSettings, revision: str) -> None:
 
 async def current_revision(settings: DatabaseSettings) -> str | None:
     """The revision the database is at (None: never migrated)."""
-    from alembic.runtime.migration import MigrationContext
-
     engine = create_engine(settings, pooled=False)
     try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+        return await current_revision_of(engine)
     finally:
         await engine.dispose()
+
+
+async def current_revision_of(engine: AsyncEngine) -> str | None:
+    """The revision the database of ``engine`` is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
 
 
 def head_revision() -> str:

@@ -17,6 +17,7 @@ from callcontrol.sandbox import control
 from callcontrol.sandbox.config import SandboxConfig
 from callcontrol.sandbox.errors import SandboxError
 from callcontrol.sandbox.layout import MEDIA_MOUNT_POINT, SandboxLayout
+from callcontrol.sandbox.lock import sandbox_lock
 from callcontrol.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,8 +43,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help=f"host folder to mount at {MEDIA_MOUNT_POINT} (default: media.root)",
     )
     up.add_argument("--timeout", type=float, default=control.DEFAULT_START_TIMEOUT_S)
-    up.set_defaults(handler=_guarded(_up))
-    verbs.add_parser("down", help="stop Asterisk and unmount").set_defaults(handler=_guarded(_down))
+    up.set_defaults(handler=_guarded(_locked(_up)))
+    verbs.add_parser("down", help="stop Asterisk and unmount").set_defaults(
+        handler=_guarded(_locked(_down))
+    )
     verbs.add_parser("status", help="show what runs").set_defaults(handler=_guarded(_status))
     build = verbs.add_parser("build", help="build the chroot if missing")
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
@@ -56,9 +59,21 @@ def _guarded(run: Callable[[argparse.Namespace, Settings], int]) -> Handler:
             return run(args, load_settings())
         except (SandboxError, SettingsError) as exc:
             print(f"sandbox: {exc}", file=sys.stderr)
-            return 1
+            return 2
 
     return handler
+
+
+def _locked(
+    run: Callable[[argparse.Namespace, Settings], int],
+) -> Callable[[argparse.Namespace, Settings], int]:
+    """Starting or stopping the machine's one sandbox Asterisk: under its lock."""
+
+    def locked(args: argparse.Namespace, settings: Settings) -> int:
+        with sandbox_lock():
+            return run(args, settings)
+
+    return locked
 
 
 def _layout(args: argparse.Namespace) -> SandboxLayout:

@@ -1,11 +1,14 @@
 """The Asterisk configuration the sandbox installs.
 
-The project's ``asterisk-conf/*`` and ``dialplan/*`` files become the whole
-``/etc/asterisk`` of the chroot (the package's own files are kept once as
-``/etc/asterisk.dist`` for reference). The few values that come from settings
-are written in the files as ``{{NAME}}`` placeholders (a syntax Asterisk never
-uses, unlike ``${...}``); a placeholder without a value is an error, so a typo
-cannot reach Asterisk silently.
+The whole ``/etc/asterisk`` of the chroot (the package's own files are kept
+once as ``/etc/asterisk.dist`` for reference) is made of two parts:
+- what the engine needs (ari, http, manager, pjsip, rtp, the dialplan,
+  modules), rendered by ``provisioning/asterisk_config.py`` - the same renderer
+  as ``callcontrol asterisk-config render`` - from the sandbox's own loopback
+  test plan (:data:`TEST_PLAN`, README "Loopback address plan"), bench mode on;
+- the generic files in ``asterisk-conf/`` (asterisk.conf, logger.conf, ...),
+  copied; only the realtime ones carry ``{{NAME}}`` placeholders (a syntax
+  Asterisk never uses), and a placeholder without a value is an error.
 """
 
 from __future__ import annotations
@@ -21,11 +24,32 @@ from sqlalchemy.engine import make_url
 
 from callcontrol.sandbox.errors import SandboxError
 from callcontrol.sandbox.layout import SandboxLayout, project_dir
-from callcontrol.settings import AmiSettings, AriSettings
-from provisioning.settings import ProvisioningSettings
+from callcontrol.settings import AmiSettings, AriSettings, CallSettings
+from provisioning.asterisk_config import (
+    AmiPlan,
+    AsteriskConfigError,
+    AsteriskPlan,
+    ProjectSources,
+    render_asterisk_config,
+)
+from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z0-9_]+)\}\}")
-CONFIG_DIRS = ("asterisk-conf", "dialplan")
+CONFIG_DIRS = ("asterisk-conf",)
+#: The loopback test plan (README): Asterisk 127.0.0.1:5060, carrier callers
+#: 127.0.0.2 and the fault prober 127.0.0.7, the PSTN carrier 127.0.0.5:5060,
+#: the benchmark's carrier 127.0.0.9 (bench mode), media on 127.0.0.1.
+TEST_PLAN = AsteriskSettings(
+    sip_bind="127.0.0.1:5060",
+    media_address="127.0.0.1",
+    carrier_match=("127.0.0.2", "127.0.0.7"),
+    pstn_contact="sip:127.0.0.5:5060",
+    rtp_start=20000,
+    rtp_end=30000,
+    strict_rtp=False,
+    ami_permit=("127.0.0.0/255.0.0.0",),
+    bench=True,
+)
 # Installed only with a realtime database: SIP accounts read from PostgreSQL.
 REALTIME_DIR = "asterisk-conf/realtime"
 REALTIME_FILES = {
@@ -82,17 +106,29 @@ class SandboxConfig:
         return f"http://{self.http_host}:{self.http_port}/ari"
 
     def placeholders(self) -> dict[str, str]:
-        return {
-            "ARI_USERNAME": self.ari_username,
-            "ARI_PASSWORD": self.ari_password,
-            "ARI_APP": self.ari_app,
-            "HTTP_HOST": self.http_host,
-            "HTTP_PORT": str(self.http_port),
-            "AMI_USERNAME": self.ami_username,
-            "AMI_PASSWORD": self.ami_password,
-            "AMI_HOST": self.ami_host,
-            "AMI_PORT": str(self.ami_port),
-        } | self._realtime_placeholders()
+        return self._realtime_placeholders()
+
+    def plan(self) -> AsteriskPlan:
+        """The renderer's plan: the test plan, AMI always on (provisioning reloads)."""
+        calls = CallSettings()
+        return AsteriskPlan(
+            app=self.ari_app,
+            ari_username=self.ari_username,
+            ari_password=self.ari_password,
+            http_host=self.http_host,
+            http_port=self.http_port,
+            realm=ProvisioningSettings().realm,
+            pstn_endpoint=calls.pstn_endpoint,
+            external_endpoint=calls.external_endpoint,
+            address=TEST_PLAN,
+            ami=AmiPlan(
+                host=self.ami_host,
+                port=self.ami_port,
+                username=self.ami_username,
+                password=self.ami_password,
+                permit=TEST_PLAN.ami_permit,
+            ),
+        )
 
     def _realtime_placeholders(self) -> dict[str, str]:
         if self.realtime_url is None:
@@ -120,15 +156,19 @@ def render(text: str, values: dict[str, str], *, source: str = "<text>") -> str:
 
 
 def rendered_files(config: SandboxConfig, source_root: Path | None = None) -> dict[str, str]:
-    """File name → rendered text of every file in ``asterisk-conf/`` and ``dialplan/``."""
+    """File name → text: the engine's files rendered from the test plan, then the
+    generic files of ``asterisk-conf/``."""
     base = source_root if source_root is not None else project_dir()
     values = config.placeholders()
-    files: dict[str, str] = {}
+    try:
+        files = render_asterisk_config(config.plan(), ProjectSources.read(base))
+    except AsteriskConfigError as exc:
+        raise SandboxError(str(exc)) from exc
     for folder in CONFIG_DIRS:
         for path in sorted((base / folder).glob("*.conf")):
-            if path.name in files:
-                raise SandboxError(f"{path.name} exists in more than one of {CONFIG_DIRS}")
-            files[path.name] = render(path.read_text(encoding="utf-8"), values, source=str(path))
+            if path.name not in files:
+                text = path.read_text(encoding="utf-8")
+                files[path.name] = render(text, values, source=str(path))
     if "asterisk.conf" not in files:
         raise SandboxError(f"no asterisk.conf under {base / 'asterisk-conf'}")
     if config.realtime_url is not None:

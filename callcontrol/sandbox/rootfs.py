@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
+from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 from callcontrol.sandbox.errors import SandboxError
 from callcontrol.sandbox.layout import MARKER_NAME, SandboxLayout
@@ -71,15 +75,35 @@ def _debootstrap(target: Path, mirror: str) -> None:
         str(target),
         mirror,
     ]
-    try:
-        done = subprocess.run(
-            args, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise SandboxError(f"debootstrap took longer than {BUILD_TIMEOUT_S:.0f} s") from exc
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-        raise SandboxError(f"debootstrap failed ({done.returncode}):\n{tail}")
+    returncode, tail = run_showing_progress(args, timeout_s=BUILD_TIMEOUT_S)
+    if returncode != 0:
+        raise SandboxError(f"debootstrap failed ({returncode}):\n" + "\n".join(tail))
+
+
+def run_showing_progress(
+    args: list[str], *, timeout_s: float, progress: TextIO | None = None
+) -> tuple[int, list[str]]:
+    """Run ``args``; show debootstrap's ``I:`` lines as they come (a build takes
+    a minute or more); return the exit code and the last 20 lines of output."""
+    out = progress if progress is not None else sys.stderr
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(line.rstrip())
+                if line.startswith("I: "):
+                    print(f"sandbox build: {line[3:].rstrip()}", file=out, flush=True)
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+    if returncode == -9:
+        raise SandboxError(f"debootstrap took longer than {timeout_s:.0f} s")
+    return returncode, list(tail)
 
 
 def _asterisk_version(root: Path) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db.engine import create_engine
 from callcontrol.db.models import Account, Cdr
+from callcontrol.db.preflight import DatabaseUrlError
 from callcontrol.domain.vocabulary import CallDirection, Disposition
 from callcontrol.settings import DatabaseSettings
 
@@ -96,8 +97,16 @@ async def test_new_rows_get_aware_utc_created_at(
     assert abs(datetime.now(UTC) - created) < timedelta(minutes=1)
 
 
-async def test_sqlite_engine_creates_the_folder_of_its_file(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "er" / "cc.db"
+def test_sqlite_engine_refuses_a_file_whose_folder_does_not_exist(tmp_path: Path) -> None:
+    """Issue 14: a missing folder is an error naming it, never created silently."""
+    missing = tmp_path / "deep" / "er"
+    with pytest.raises(DatabaseUrlError, match="mkdir -p"):
+        create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{missing}/cc.db"))
+    assert not missing.exists()
+
+
+async def test_sqlite_engine_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "cc.db"
     engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
     try:
         async with engine.connect() as conn:
