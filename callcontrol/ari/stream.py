@@ -112,6 +112,8 @@ class AriEventStream:
         """True while a WebSocket is open (for /health)."""
         self.reconnects = 0
         """Successful connections after the first one (for /metrics)."""
+        self.connect_failures = 0
+        """Connection attempts that failed (refused, timed out, handshake refused)."""
         self.protocol_errors = 0
         """Messages that could not be parsed (for /metrics)."""
         self.replaced = 0
@@ -164,6 +166,7 @@ class AriEventStream:
             await self._before_connect()
         ws = await self._connect()
         if ws is None:
+            self.connect_failures += 1
             return _Outcome.CONNECT_FAILED
         self._ws = ws
         async with ws:

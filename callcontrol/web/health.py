@@ -68,6 +68,11 @@ class _Scrape:
         yield CounterMetricFamily(
             "callcontrol_ari_reconnects", "Reconnections to ARI", value=stream.reconnects
         )
+        yield CounterMetricFamily(
+            "callcontrol_ari_connect_failures",
+            "Attempts to connect the ARI event stream that failed",
+            value=stream.connect_failures,
+        )
         yield GaugeMetricFamily(
             "callcontrol_ari_connected", "1 while connected to ARI", value=int(stream.connected)
         )

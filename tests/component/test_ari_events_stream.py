@@ -197,6 +197,7 @@ async def test_stream_connects_once_asterisk_comes_up() -> None:
         task = asyncio.create_task(stream.run())
         await asyncio.sleep(0.2)
         assert not stream.connected
+        assert stream.connect_failures >= 1, "the refused attempts are counted"
         async with fake.running(port=port):
             try:
                 await wait_until(lambda: stream.connected and recorder.connected_calls == 1)
