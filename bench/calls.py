@@ -399,6 +399,7 @@ def engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> Eng
             "CALLCONTROL_LOG_FORMAT": "json",
             "CALLCONTROL_LOG_LEVEL": "info",
             "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends on loopback
+            "CALLCONTROL_SPOOL__PATH": str(workdir / "spool.db"),
         },
         log_path=workdir / "engine.log",
     )

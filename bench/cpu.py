@@ -198,17 +198,22 @@ def engine_process(
 ) -> Engine:
     media = workdir / "media"
     media.mkdir(exist_ok=True)
-    unshed = {
+    extra = {
         # Every call is measured: no shedding, however slow the shared machine is
         # (only for engines that have admission control: older ones refuse the settings).
         "CALLCONTROL_CALLS__MAX_ARI_LATENCY_MS": "600000",
         "CALLCONTROL_CALLS__MAX_ARI_IN_FLIGHT": "100000",
     }
     if not (root / "callcontrol" / "engine" / "admission.py").exists():
-        unshed = {}
+        extra = {}
+    # Settings an older engine refuses (extra="forbid"): only for engines that have them.
+    if (root / "callcontrol" / "domain" / "destinations.py").exists():
+        extra["CALLCONTROL_FORWARDING__ALLOWED_NETWORKS"] = '["127.0.0.0/8"]'  # far ends
+    if (root / "callcontrol" / "repositories" / "spool.py").exists():
+        extra["CALLCONTROL_SPOOL__PATH"] = str(workdir / f"spool-{root.name}.db")
     return Engine(
         wrapper=wrapper,
-        env=unshed | {
+        env=extra | {
             "CALLCONTROL_ENVIRONMENT": "test",
             "CALLCONTROL_DATABASE__URL": db_url,
             "CALLCONTROL_ARI__URL": fake.url,
@@ -218,7 +223,6 @@ def engine_process(
             "CALLCONTROL_MEDIA__ROOT": str(media),
             "CALLCONTROL_LOG_FORMAT": "json",
             "CALLCONTROL_LOG_LEVEL": "info",
-            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends on loopback
         },
         log_path=workdir / "engine.log",
     )

@@ -182,6 +182,8 @@ class Rig:
                 "CALLCONTROL_MEDIA__ASTERISK_ROOT": box.media_asterisk_root,
                 "CALLCONTROL_LOG_FORMAT": "json",
                 "CALLCONTROL_LOG_LEVEL": "info",
+                "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends
+                "CALLCONTROL_SPOOL__PATH": str(log_path.parent / "spool.db"),
             },
             log_path=log_path,
         )

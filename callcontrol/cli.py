@@ -149,6 +149,8 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"token {args.token_id} revoked")
     return 0
+
+
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     from callcontrol.doctor import run_checks
 

@@ -143,9 +143,3 @@ SIP_CODE_OF_CAUSE: dict[int, int] = {
 """chan_pjsip's ``hangup_cause2sip`` (Asterisk 22): the SIP response a caller
 not yet answered gets for a hang-up cause. A cause missing here (16, 26, 41,
 ...) reaches an unanswered caller as 603 Decline."""
-
-SIP_CODE_OF_UNMAPPED_CAUSE = 603
-
-
-def sip_code_for_cause(cause: int) -> int:
-    return SIP_CODE_OF_CAUSE.get(cause, SIP_CODE_OF_UNMAPPED_CAUSE)

@@ -101,10 +101,6 @@ class CallRunner:
         for channel_id in (self.call_id, *self._legs):
             index[channel_id] = self
 
-    @property
-    def leg_channel_ids(self) -> tuple[str, ...]:
-        return tuple(self._legs)
-
     # ---- events from the dispatcher ---------------------------------------------
     def on_ari_event(self, channel_id: str, event: ari.AriEvent) -> None:
         position = self._legs.get(channel_id)

@@ -98,7 +98,6 @@ class AppLease:
         self._host = self.holder.split("/", 1)[0]
         self._ttl_s = ttl_s
         self._verify_s = verify_s
-        self._holdoff_base_s = replaced_holdoff_s
         self._holdoff_s = replaced_holdoff_s
         self._not_before = 0.0
         self._clock = clock
@@ -196,10 +195,6 @@ class AppLease:
             hint="another client connected with this app name",
         )
         self._holdoff_s = min(self._holdoff_s * 2, 900.0)
-
-    def stable(self) -> None:
-        """The app stayed ours for a while: forget earlier replacements."""
-        self._holdoff_s = self._holdoff_base_s
 
     def _saw_other(self, claim: Claim | None) -> None:
         self.other = claim.holder if claim is not None else None
