@@ -120,6 +120,7 @@ class Row:
     probes_failed: int = 0
     spool_peak: float | None = None
     p99_answer_ms: float | None = None
+    p99_503_ms: float | None = None
     engine_rss_mb: float = 0.0
     asterisk_rss_mb: float = 0.0
     fault_start_s: float = 0.0
@@ -167,6 +168,7 @@ class Rig:
     hold_ms: tuple[int, int]
     clean_rate: int
     asterisk_pid: int = 0
+    engine_env: dict[str, str] = field(default_factory=dict)
 
     def engine(self, log_path: Path, ari_url: str | None = None) -> EngineProcess:
         box = self.sandbox
@@ -184,6 +186,7 @@ class Rig:
                 "CALLCONTROL_LOG_LEVEL": "info",
                 "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends
                 "CALLCONTROL_SPOOL__PATH": str(log_path.parent / "spool.db"),
+                **self.engine_env,
             },
             log_path=log_path,
         )
@@ -569,6 +572,13 @@ def count_calls(
     ]
     p99 = percentile(answer_ms, 99)
     row.p99_answer_ms = round(p99) if p99 is not None else None
+    refused_ms = [
+        (c.failed_at - c.placed_at) * 1000
+        for c in calls
+        if c.failed_code == 503 and c.failed_at is not None and c.placed_at is not None
+    ]
+    p99 = percentile(refused_ms, 99)
+    row.p99_503_ms = round(p99) if p99 is not None else None
     callers = [c for c in load.values() if c.answered_at and c.answered_at < fault_start]
     row.answered_before_fault = len(callers)
     ends = Counter(how_it_ended(c, hold_ms) for c in callers)
@@ -655,6 +665,7 @@ COLUMNS = (
     ("probes_failed", "probes failed"),
     ("spool_peak", "spool peak"),
     ("p99_answer_ms", "p99 answer ms"),
+    ("p99_503_ms", "p99 503 ms"),
     ("engine_rss_mb", "eng RSS MB"),
     ("asterisk_rss_mb", "ast RSS MB"),
 )
@@ -702,6 +713,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller and shorter (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--engine-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for every engine, e.g. CALLCONTROL_CALLS__MAX_CALL_RATE=150",
+    )
     return parser.parse_args(argv)
 
 
@@ -742,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
             rig = Rig(
                 workdir, sandbox, db, timing, rate, (int(low * 1000), int(high * 1000)),
                 clean_rate, asterisk_pid=sandbox.pid,
+                engine_env=dict(item.split("=", 1) for item in args.engine_env),
             )  # fmt: skip
             for index, case in enumerate(cases, start=1):
                 started = time.monotonic()

@@ -29,7 +29,14 @@ from callcontrol.db.engine import create_engine, session_factory
 from callcontrol.domain.call_events import ObservedCall
 from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
-from callcontrol.engine.admission import Admission, AdmissionLimits, SheddingRouter
+from callcontrol.engine.admission import (
+    Admission,
+    AdmissionLimits,
+    DialplanShedding,
+    ShedController,
+    SheddingRouter,
+    ShedPolicy,
+)
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
@@ -236,9 +243,13 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         max_ari_in_flight=settings.calls.max_ari_in_flight,
         max_ari_latency_s=settings.calls.max_ari_latency_ms / 1000,
     )
-    shedding = SheddingRouter(
-        inner=call_router(settings, sessions),
-        admission=Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client),
+    admission = Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client)
+    shedding = SheddingRouter(inner=call_router(settings, sessions), admission=admission)
+    dialplan_shedding = DialplanShedding(
+        client,
+        ari_settings.app,
+        controller=ShedController(ShedPolicy(max_call_rate=settings.calls.max_call_rate)),
+        congested=lambda: admission.refusal() is not None,
     )
     router = TimedRouter(shedding, metrics=metrics)
     spooled = app[SPOOLED]
@@ -298,7 +309,13 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         on_replaced=on_replaced,
     )
     engine = CallEngine(
-        dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs, lease=lease, router=shedding
+        dispatcher=dispatcher,
+        stream=stream,
+        calls=calls,
+        jobs=jobs,
+        lease=lease,
+        router=shedding,
+        dialplan_shedding=dialplan_shedding,
     )
     app[ENGINE] = engine
     background = [
@@ -309,6 +326,10 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
                 ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
             ),
             name="call-watchdog",
+        ),
+        jobs.spawn(
+            dialplan_shedding.run(serving=lambda: stream.connected and lease.held),
+            name="dialplan-shedding",
         ),
     ]
     yield

@@ -110,6 +110,11 @@ class CallSettings(_Part):
     max_active_calls: int = Field(default=2000, ge=1)
     max_ari_in_flight: int = Field(default=150, ge=1)
     max_ari_latency_ms: int = Field(default=1000, ge=1)
+    max_call_rate: float = Field(default=0.0, ge=0)
+    """New calls per second let through to Stasis at most (0: no fixed ceiling).
+    Beyond it, and while the limits above are exceeded (the ceiling then falls
+    below the rate admitted), the dialplan turns the excess away with 503 before
+    Stasis (``[callcontrol-admission]``), at no cost to the engine."""
 
 
 class BillingSettings(_Part):
