@@ -169,6 +169,8 @@ class Rig:
     clean_rate: int
     asterisk_pid: int = 0
     engine_env: dict[str, str] = field(default_factory=dict)
+    engine_root: Path | None = None
+    """Run the engine from this source tree (a ``--baseline``), else from this checkout."""
 
     def engine(self, log_path: Path, ari_url: str | None = None) -> EngineProcess:
         box = self.sandbox
@@ -189,6 +191,7 @@ class Rig:
                 **self.engine_env,
             },
             log_path=log_path,
+            cwd=self.engine_root,
         )
 
     def ari(self, path: str) -> object:
@@ -699,6 +702,18 @@ def table(rows: list[Row]) -> str:
 # ---- main -------------------------------------------------------------------------
 
 
+def export_revision(rev: str, workdir: Path) -> Path:
+    """``git archive REV`` of this repository into the work folder (its engine is
+    run from there with this virtualenv, as ``bench.cpu --baseline`` does)."""
+    target = workdir / f"rev-{rev.replace('/', '_')}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.faults", description=__doc__.split("\n")[0]
@@ -713,6 +728,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller and shorter (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also run every case with the engine of this git revision, in turns (same run)",
+    )
     parser.add_argument(
         "--engine-env",
         action="append",
@@ -762,8 +783,16 @@ def main(argv: list[str] | None = None) -> int:
                 clean_rate, asterisk_pid=sandbox.pid,
                 engine_env=dict(item.split("=", 1) for item in args.engine_env),
             )  # fmt: skip
-            for index, case in enumerate(cases, start=1):
+            extra_env = rig.engine_env
+            variants: list[tuple[str, Path | None]] = [("", None)]
+            if args.baseline:
+                base = export_revision(args.baseline, workdir)
+                variants = [(f" @{args.baseline}", base), (" @HEAD", None)]
+            runs = [(case, name, root) for case in cases for name, root in variants]
+            for index, (case, name, root) in enumerate(runs, start=1):
                 started = time.monotonic()
+                # A baseline engine may not know this checkout's newer settings.
+                rig.engine_root, rig.engine_env = root, ({} if root else extra_env)
                 try:
                     row = run_case(rig, case, index)
                 except Exception as exc:  # one broken case must not lose the others
@@ -771,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                     box = rig.sandbox
                     with suppress(Exception):
                         clear_asterisk(box.ari_base_url, box.ari_username, box.ari_password)
+                row.case += name
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
                 for note in row.notes:
