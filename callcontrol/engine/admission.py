@@ -131,7 +131,7 @@ class ShedController:
         self._policy = policy
         self._last: tuple[int, float] | None = None
         self.offered_rate = 0.0
-        """Calls/s offered to the dialplan (a moving average over ~2 ticks)."""
+        """Calls/s offered to the dialplan: the last tick's when it rose, else halfway."""
         self.ceiling = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
         self.permille = 0
 
@@ -141,7 +141,9 @@ class ShedController:
             return self.permille
         # A counter that went back: Asterisk restarted; this tick measures nothing.
         rate = max(0, offered_total - last[0]) / (now - last[1])
-        self.offered_rate = rate if self.offered_rate == 0 else (self.offered_rate + rate) / 2
+        # Fast attack, slow release: a burst is shed from its first tick on; the
+        # estimate falls by halves once it is over (no flapping at its end).
+        self.offered_rate = rate if rate >= self.offered_rate else (self.offered_rate + rate) / 2
         policy = self._policy
         top = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
         admitted = self.offered_rate * (1 - self.permille / 1000)
