@@ -163,6 +163,51 @@ class ShedController:
         return self.ceiling
 
 
+class StasisLag:
+    """How late new calls reach the engine: from the channel's creation (Asterisk's
+    clock) to its StasisStart here, less the least such delay of the last minute
+    or so (which absorbs an offset between the two hosts' clocks). A moving
+    average; it reads 0 when no new call came for ``stale_s``.
+
+    It is the earliest sign of a saturated Asterisk (or engine): SIP, the
+    dialplan and the event stream are all in it, before any REST request waits."""
+
+    def __init__(
+        self,
+        *,
+        weight: float = 0.2,
+        window_s: float = 30.0,
+        stale_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._weight = weight
+        self._window_s = window_s
+        self._stale_s = stale_s
+        self._clock = clock
+        self._lows: list[float] = [math.inf, math.inf]  # this window's and the last one's
+        self._window_began = clock()
+        self._last_at = -math.inf
+        self._lag_s = 0.0
+
+    def observe(self, created_at: float) -> None:
+        now = self._clock()
+        if now - self._window_began >= self._window_s:
+            self._lows = [math.inf, self._lows[0]]
+            self._window_began = now
+        sample = now - created_at
+        self._lows[0] = min(self._lows[0], sample)
+        excess = max(0.0, sample - min(self._lows))
+        if now - self._last_at > self._stale_s:
+            self._lag_s = excess
+        else:
+            self._lag_s += (excess - self._lag_s) * self._weight
+        self._last_at = now
+
+    @property
+    def lag_s(self) -> float:
+        return self._lag_s if self._clock() - self._last_at <= self._stale_s else 0.0
+
+
 def per_window(ceiling: float) -> int:
     """The dialplan's limit per 100 ms window for a ceiling in calls/s."""
     return max(1, round(ceiling / contract.SHED_WINDOWS_PER_S))

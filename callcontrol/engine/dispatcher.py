@@ -42,6 +42,7 @@ from callcontrol.ari.errors import AriError, AriNotFound
 from callcontrol.ari.models import Bridge, Channel
 from callcontrol.domain import call_events as ev
 from callcontrol.domain import contract
+from callcontrol.engine.admission import StasisLag
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.ports import AriPort
 from callcontrol.engine.routers import DirectionRouter
@@ -87,6 +88,8 @@ class Dispatcher:
         self._vanished: dict[str, float] = {}
         """Channels that left Stasis while no runner owned them -> when."""
         self._reconciling: asyncio.Task[None] | None = None
+        self.stasis_lag: StasisLag | None = None
+        """Fed with every new call's StasisStart (admission control reads it)."""
         self.events_received = 0
         self.calls_started = 0
         self.calls_adopted = 0
@@ -100,6 +103,8 @@ class Dispatcher:
     def on_event(self, event: ari.AriEvent) -> None:
         self.events_received += 1
         if isinstance(event, ari.StasisStart) and DirectionRouter.handles(event):
+            if self.stasis_lag is not None:
+                self.stasis_lag.observe(event.channel.creationtime.timestamp())
             if event.channel.id not in self.by_channel:
                 self._spawn(self._new_runner(event, self.by_channel))
                 self.calls_started += 1

@@ -13,6 +13,7 @@ from callcontrol.engine.admission import (
     DialplanShedding,
     ShedController,
     ShedPolicy,
+    StasisLag,
     per_window,
 )
 
@@ -186,3 +187,37 @@ def test_a_failed_tick_is_logged_and_the_loop_goes_on() -> None:
 
     asyncio.run(scenario())
     assert ticks["n"] >= 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_stasis_lag_is_the_delay_beyond_the_usual_whatever_the_clock_offset() -> None:
+    clock = Clock()
+    lag = StasisLag(clock=clock)
+    offset = -3.0  # Asterisk's clock 3 s ahead of ours: every raw delay looks negative
+    for _ in range(20):
+        clock.now += 0.05
+        lag.observe(clock.now + offset - 0.01)  # created 10 ms before it reached us
+    assert lag.lag_s == pytest.approx(0.0, abs=0.001)
+    for _ in range(20):
+        clock.now += 0.05
+        lag.observe(clock.now + offset - 0.61)  # now 600 ms later than usual
+    assert lag.lag_s == pytest.approx(0.6, abs=0.02)
+    clock.now += 2.0
+    assert lag.lag_s == 0.0  # no new call for a while: no news of a lag
+
+
+def test_the_usual_delay_is_forgotten_after_two_windows() -> None:
+    clock = Clock()
+    lag = StasisLag(clock=clock, window_s=10.0)
+    lag.observe(clock.now - 0.001)
+    for _ in range(60):  # the path got slower for good (a remote Asterisk): it becomes usual
+        clock.now += 1.0
+        lag.observe(clock.now - 0.2)
+    assert lag.lag_s == pytest.approx(0.0, abs=0.001)
