@@ -103,6 +103,7 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
         endpoints=EndpointNames(external=calls.external_endpoint, pstn=calls.pstn_endpoint),
         voicemail_max_seconds=calls.voicemail_max_seconds,
         voicemail_max_silence_seconds=calls.voicemail_max_silence_seconds,
+        max_hops=calls.max_forwarding_hops,
     )
 
 

@@ -73,7 +73,10 @@ def test_a_production_render_has_nothing_of_the_test_plan() -> None:
     assert not re.search(r"127\.0\.0\.\d", everything)
     assert "{{" not in everything
     assert "bench" not in everything and "extensions_bench.conf" not in files
-    assert "Stasis(cc-prod,inbound,${EXTEN})" in files["extensions_callcontrol.conf"]
+    assert (
+        "Stasis(cc-prod,inbound,${EXTEN},${PJSIP_HEADER(read,X-CallControl-Hops)})"
+        in files["extensions_callcontrol.conf"]
+    )
     assert "match = 203.0.113.64/26" in files["pjsip.conf"]
     assert "bind = 10.20.0.5:5060" in files["pjsip.conf"]
     assert "external_media_address = 198.51.100.7" in files["pjsip.conf"]
