@@ -31,17 +31,17 @@ LIMIT = 3  # the setting's default: the e2e engine runs with it
 
 
 def with_hops_header(workdir: Path, scenario: str, hops: int) -> Path:
-    """A copy of a caller scenario whose INVITE carries ``X-CallControl-Hops``
+    """A copy of a caller scenario whose INVITE (its first message) carries ``X-CallControl-Hops``
     (same file name, so tests/support/sipp.py gives it the same SIPp options)."""
     text = (SCENARIO_DIR / scenario).read_text(encoding="utf-8")
     marker = "      Max-Forwards: 70\n"
-    if text.count(marker) != 1:
+    if not text.lstrip().startswith("<?xml") or marker not in text.split("</send>")[0]:
         raise RuntimeError(f"{scenario} changed; update with_hops_header")
     folder = workdir / f"hops-{hops}"
     folder.mkdir(exist_ok=True)
     path = folder / scenario
     path.write_text(
-        text.replace(marker, f"{marker}      X-CallControl-Hops: {hops}\n"), encoding="utf-8"
+        text.replace(marker, f"{marker}      X-CallControl-Hops: {hops}\n", 1), encoding="utf-8"
     )
     return path
 
