@@ -111,3 +111,9 @@ def test_the_sandbox_renders_the_loopback_test_plan_with_the_bench_endpoints() -
     assert "Stasis(callcontrol-test-1,inbound" in files["extensions_callcontrol.conf"]
     assert "manager.conf" in files
     assert all("{{" not in text for text in files.values())
+
+
+def test_the_packaged_sources_are_the_source_trees_files() -> None:
+    """``asterisk-config render`` reads the package's copies (links in a checkout,
+    files in a wheel): they must be the very files of dialplan/ and asterisk-conf/."""
+    assert ProjectSources.packaged() == ProjectSources.read(project_dir())
