@@ -10,7 +10,7 @@ module-level singleton.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,7 +50,7 @@ from callcontrol.keys import (
     CallEngine,
 )
 from callcontrol.metrics import CALL_METRICS, CallMetrics, CountingLedger, TimedRouter
-from callcontrol.notify.mailer import SmtpMailer
+from callcontrol.notify.mailer import Mailer, SmtpMailer
 from callcontrol.notify.reminder_calls import AriReminderCaller
 from callcontrol.notify.retrying_mailer import SpoolingMailer, replay_mails
 from callcontrol.notify.voicemail import MailingVoicemailBox
@@ -76,7 +76,7 @@ from callcontrol.repositories.spooling import (
     replay_voicemails,
 )
 from callcontrol.services.destinations import destination_policy
-from callcontrol.services.numbers import Clock, utc_now
+from callcontrol.services.numbers import Clock, NumberService, utc_now
 from callcontrol.services.phone_reminders import (
     PhoneReminderQueue,
     PhoneReminderWorker,
@@ -86,7 +86,10 @@ from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
 from callcontrol.web.api import add_api_routes
+from callcontrol.web.api.config import DESTINATION_POLICY, NUMBER_SERVICE, PROVISIONER
 from callcontrol.web.health import add_health_routes
+from provisioning.ami import AmiClient
+from provisioning.service import open_provisioning
 
 log = structlog.get_logger(__name__)
 HEADER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
@@ -424,29 +427,63 @@ def privacy_purge_scheduler(
     return PrivacyPurgeScheduler(purge=purge, settings=settings.privacy, clock=clock)
 
 
+async def _provisioning(app: web.Application) -> AsyncIterator[None]:
+    """The one SIP account provisioner (``Settings.provisioning``), AMI reloads if
+    enabled; its pending reload is flushed at shutdown."""
+    settings = app[SETTINGS]
+    part = settings.provisioning
+    ami = AmiClient(settings.ami, timeout_s=part.ami_timeout_s) if settings.ami.enabled else None
+    try:
+        async with open_provisioning(part, app[SESSIONS], reloader=ami) as service:
+            app[PROVISIONER] = service
+            yield
+    finally:
+        if ami is not None:
+            await ami.close()
+
+
+def _number_service(mailer: Mailer) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[NUMBER_SERVICE] = NumberService(sessions=app[SESSIONS], mailer=mailer)
+        yield
+
+    return ctx
+
+
+def _wire_api(app: web.Application, mailer: Mailer) -> None:
+    """The API and the services it is handed (it builds none itself)."""
+    app[DESTINATION_POLICY] = destination_policy(app[SETTINGS])
+    app.cleanup_ctx.extend([_provisioning, _number_service(mailer)])
+    add_api_routes(app)
+
+
 async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
     async with privacy_purge_scheduler(app[SETTINGS], app[SESSIONS]).running():
         yield
 
 
-def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
-    """The whole service. ``call_engine=False`` gives the database part alone, with no
-    route: the caller adds the API with ``add_api_routes`` and its own collaborators
-    (the API component tests pass a recording mailer)."""
+def build_app(
+    settings: Settings, *, call_engine: bool = True, mailer: Mailer | None = None
+) -> web.Application:
+    """The whole service. ``call_engine=False`` gives the database and the API alone
+    (no health routes, spool, call engine or scheduled jobs): the API component
+    tests, which pass a recording ``mailer``. Otherwise SMTP (``mailer`` if given)
+    behind the spool is the one mailer of every mail."""
     # Header limits above aiohttp's 8 KiB: an oversized Authorization header then
     # reaches the API (a JSON 401 that echoes nothing) instead of aiohttp's plain
     # 400, which quotes the start of the offending line - the token.
     app = web.Application(handler_args=dict(HEADER_LIMITS))
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
+    mailer = mailer or SmtpMailer(settings.smtp)  # built once
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
         # One mailer for every mail of the service: what the server refuses is spooled.
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
-        mailer = app[MAILER] = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
+        mailer = app[MAILER] = SpoolingMailer(mailer, spool=spool)
         app.cleanup_ctx.extend(
             [_spool, _http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
         )
         add_health_routes(app)
-        add_api_routes(app, mailer=mailer)  # opens the one ProvisioningService
+    _wire_api(app, mailer)
     return app
