@@ -351,7 +351,10 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
 @dataclass(frozen=True, slots=True)
 class ReminderRuntime:
     worker: PhoneReminderWorker
-    connected: asyncio.Event  # set once the reminder app's WebSocket is up
+    connected: asyncio.Event  # set once the reminder app's WebSocket is up (lease held)
+    lease: AppLease
+    serving: Callable[[], bool]
+    """Connected and holding the lease: only then may reminders be called."""
 
 
 @asynccontextmanager
@@ -359,7 +362,11 @@ async def reminder_worker(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], http: aiohttp.ClientSession
 ) -> AsyncIterator[ReminderRuntime]:
     """The phone-reminder caller on its own ARI application (``<app><app_suffix>``) and
-    events WebSocket (reconnecting like the engine's); originate only once connected."""
+    events WebSocket (reconnecting like the engine's); originate only once connected.
+    The app is fenced by its own ``AppLease``, as the engine's: of two engines (or an
+    engine and ``callcontrol reminders call``) on one Asterisk, one connects and
+    calls, the other stands by - instead of taking the app from each other and
+    losing the events of their calls."""
     part, ari = settings.phone_reminders, settings.ari
     app_name = ari.app + part.app_suffix
     base_url, password = str(ari.url).rstrip("/"), ari.password.get_secret_value()
@@ -368,31 +375,67 @@ async def reminder_worker(
         ari=client, pstn_endpoint=settings.calls.pstn_endpoint, caller_id=part.caller_id,
         ring_timeout_s=part.ring_timeout_s, max_call_s=part.max_call_s,
     )  # fmt: skip
+    lease = AppLease(
+        client, app_name, ttl_s=ari.lease_ttl_s, replaced_holdoff_s=ari.replaced_holdoff_s
+    )
     connected = asyncio.Event()
 
     async def on_connected() -> None:
         connected.set()
 
+    def on_replaced() -> None:
+        connected.clear()
+        lease.replaced()
+
     stream = AriEventStream(
         http, base_url, ari.username, password, app_name, on_event=caller.on_event,
         on_connected=on_connected, max_backoff_s=ari.reconnect_max_backoff_s,
+        before_connect=lease.hold, on_replaced=on_replaced,
     )  # fmt: skip
-    task = asyncio.create_task(stream.run(), name="reminder-ari-events")
+
+    async def keep_lease() -> None:
+        while True:
+            await asyncio.sleep(lease.renew_every_s)
+            if not stream.connected:
+                continue
+            try:
+                still_ours = await lease.renew()
+            except AriError as exc:
+                log.warning("reminder_lease_renew_failed", error=str(exc))
+                continue
+            if not still_ours:
+                log.error("reminder_lease_lost", other=lease.other)
+                connected.clear()
+                await stream.disconnect()
+
+    tasks = [
+        asyncio.create_task(stream.run(), name="reminder-ari-events"),
+        asyncio.create_task(keep_lease(), name="reminder-ari-lease"),
+    ]
     worker = PhoneReminderWorker(
         sessions=sessions, caller=caller, settings=part,
         prompt_root=settings.media.asterisk_root or settings.media.root,
     )  # fmt: skip
     try:
-        yield ReminderRuntime(worker, connected)
+        yield ReminderRuntime(
+            worker, connected, lease, serving=lambda: stream.connected and lease.held
+        )
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        try:
+            await lease.release()
+        except AriError as exc:
+            log.warning("reminder_lease_release_failed", error=str(exc))
         await client.close()
 
 
 async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
-    """Calls the queued reminders every ``interval_s`` (only with phone reminders on)."""
+    """Calls the queued reminders every ``interval_s`` (only with phone reminders on),
+    in the rounds where this engine holds the reminder app's lease."""
     settings = app[SETTINGS]
     if not settings.phone_reminders.enabled:
         yield
@@ -401,7 +444,9 @@ async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
 
         async def calls() -> None:
             await runtime.connected.wait()  # Asterisk may come up after the engine
-            await run_every(runtime.worker, settings.phone_reminders.interval_s)
+            await run_every(
+                runtime.worker, settings.phone_reminders.interval_s, ready=runtime.serving
+            )
 
         task = asyncio.create_task(calls(), name="phone-reminders")
         try:
