@@ -24,7 +24,12 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from callcontrol.domain.contract import INBOUND_CONTEXT, OUTBOUND_CONTEXT, REJECT_CONTEXT
+from callcontrol.domain.contract import (
+    INBOUND_CONTEXT,
+    OUTBOUND_CONTEXT,
+    REJECT_CONTEXT,
+    app_variable,
+)
 from provisioning.settings import AsteriskSettings
 
 CARRIER_ENDPOINT = "callcontrol-carrier"
@@ -179,7 +184,7 @@ def _check(plan: AsteriskPlan) -> None:
 
 
 def _fill(text: str, plan: AsteriskPlan, source: str) -> str:
-    values = {"ARI_APP": plan.app}
+    values = {"ARI_APP": plan.app, "APP_VAR": app_variable("", plan.app)}
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
