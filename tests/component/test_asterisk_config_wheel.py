@@ -15,7 +15,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from callcontrol.sandbox.layout import project_dir
+from callcontrol.settings import load_settings
+from provisioning.asterisk_config import AsteriskPlan, ProjectSources, render_asterisk_config
 
 ENV = {
     "CALLCONTROL_ASTERISK__CARRIER_MATCH": '["203.0.113.10"]',
@@ -23,7 +27,9 @@ ENV = {
 }
 
 
-def test_a_wheel_installed_outside_the_checkout_renders_the_dialplan(tmp_path: Path) -> None:
+def test_a_wheel_installed_outside_the_checkout_renders_the_dialplan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = project_dir()
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "-q", "-w", str(tmp_path)],  # noqa: E501
@@ -53,10 +59,15 @@ def test_a_wheel_installed_outside_the_checkout_renders_the_dialplan(tmp_path: P
     assert result.returncode == 0, result.stderr
     imported = result.stdout.splitlines()[:2]
     assert all(path.startswith(str(site)) for path in imported), imported
-    dialplan = (out / "extensions_callcontrol.conf").read_text()
-    assert dialplan == (project / "dialplan" / "extensions_callcontrol.conf").read_text().replace(
-        "{{ARI_APP}}", "cc-wheel"
+    # Exactly what the checkout renders from its own dialplan/ and asterisk-conf/.
+    for name in [k for k in os.environ if k.startswith("CALLCONTROL_")]:
+        monkeypatch.delenv(name)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    expected = render_asterisk_config(
+        AsteriskPlan.from_settings(settings), ProjectSources.read(project)
     )
-    assert (out / "modules.conf").read_text() == (
-        project / "asterisk-conf" / "modules.conf"
-    ).read_text()
+    written = {path.name: path.read_text() for path in out.iterdir()}
+    assert written == expected
+    assert "Stasis(cc-wheel,inbound," in written["extensions_callcontrol.conf"]
