@@ -102,6 +102,9 @@ class CallSettings(_Part):
     voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
     pstn_low_credit_warning_s: int = Field(default=30, ge=0)
     outbound_ring_timeout_s: int = Field(default=60, ge=5, le=300)
+    max_forwarding_hops: int = Field(default=3, ge=1, le=20)
+    """An inbound call that has already been forwarded this many times by a
+    callcontrol engine (``X-CallControl-Hops``) is refused as a forwarding loop."""
     routing_cache_s: float = Field(default=0.0, ge=0, le=300)
     """0: off. Otherwise a number's last snapshot, if younger than this, is used
     when the database cannot be read (``repositories/routing_cache.py``)."""

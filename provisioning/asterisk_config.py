@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -120,10 +121,22 @@ class ProjectSources:
 
     @classmethod
     def read(cls, project: Path) -> ProjectSources:
+        """From a source tree's ``dialplan/`` and ``asterisk-conf/``."""
         return cls(
             dialplan=(project / "dialplan" / "extensions_callcontrol.conf").read_text("utf-8"),
             bench_dialplan=(project / "dialplan" / "extensions_bench.conf").read_text("utf-8"),
             modules=(project / "asterisk-conf" / "modules.conf").read_text("utf-8"),
+        )
+
+    @classmethod
+    def packaged(cls) -> ProjectSources:
+        """The same files as installed with the package (``provisioning/asterisk_sources``):
+        a wheel renders without a source tree."""
+        folder = resources.files("provisioning.asterisk_sources")
+        return cls(
+            dialplan=(folder / "extensions_callcontrol.conf").read_text("utf-8"),
+            bench_dialplan=(folder / "extensions_bench.conf").read_text("utf-8"),
+            modules=(folder / "modules.conf").read_text("utf-8"),
         )
 
 

@@ -24,6 +24,8 @@ from callcontrol.domain.contract import (
     CALL_DIRECTIONS,
     CAUSE_RETRY_ELSEWHERE,
     CAUSE_UNALLOCATED,
+    HOPS_ARG_INDEX,
+    parse_hops,
 )
 from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
 from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
@@ -87,9 +89,12 @@ class InboundRouter:
         except Exception:
             log.exception("number_lookup_failed")
             return replace(routed, decision=Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"))
+        hops = parse_hops(stasis_arg(start, HOPS_ARG_INDEX))
         decision = decide_inbound(
-            snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy
+            snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy, hops=hops
         )
+        if isinstance(decision, Reject) and decision.reason == "forwarding_loop":
+            log.warning("forwarding_loop", did=did, caller=caller, hops=hops)
         return replace(routed, decision=decision)
 
 
