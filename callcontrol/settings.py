@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
+from provisioning.kamailio_config import ClusterSettings
 from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
 
@@ -227,6 +228,7 @@ class Settings(BaseSettings):
     forwarding: ForwardingSettings = ForwardingSettings()
     quotas: QuotaSettings = QuotaSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 class SettingsError(Exception):
