@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,6 +90,7 @@ from callcontrol.repositories.spooling import (
     replay_calls,
     replay_voicemails,
 )
+from callcontrol.services.cluster_lock import ClusterJobLock
 from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, utc_now
 from callcontrol.services.phone_reminders import (
@@ -472,6 +473,26 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def _once_per_cluster_jobs(app: web.Application) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for job in (_billing, _phone_reminders, _privacy_purge):
+            await stack.enter_async_context(asynccontextmanager(job)(app))
+        yield
+
+
+async def _cluster_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The billing run, reminders and the privacy purge: on PostgreSQL only in the
+    engine holding the cluster's advisory lock (services/cluster_lock.py)."""
+    if not app[SETTINGS].database.url.startswith("postgresql"):
+        async with _once_per_cluster_jobs(app):
+            yield
+        return
+    lock = ClusterJobLock(engine=app[DB_ENGINE], jobs=lambda: _once_per_cluster_jobs(app))
+    async with lock.running():
+        yield
+
+
 def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
     """The whole service. ``call_engine=False`` gives the database part alone, with no
     route: the caller adds the API with ``add_api_routes`` and its own collaborators
@@ -488,7 +509,7 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
         mailer = app[MAILER] = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
         app.cleanup_ctx.extend(
-            [_spool, _http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
+            [_spool, _http_client, _call_engine, _cluster_jobs]
         )
         add_health_routes(app)
         add_api_routes(app, mailer=mailer)  # opens the one ProvisioningService

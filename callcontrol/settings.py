@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
 from provisioning.kamailio_config import ClusterSettings
+from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
 from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
 

@@ -123,7 +123,9 @@ def node_app(app: str, node: ClusterNode) -> str:
     return f"{app}-{node.name}"
 
 
-def node_asterisk_plan(base: AsteriskPlan, cluster: ClusterSettings, node: ClusterNode) -> AsteriskPlan:
+def node_asterisk_plan(
+    base: AsteriskPlan, cluster: ClusterSettings, node: ClusterNode
+) -> AsteriskPlan:
     """``base`` (the engine's plan) bound to one node: SIP, HTTP, RTP and AMI on
     the node's address, inbound calls from the edge only, the node's app name."""
     address = base.address.model_copy(
@@ -179,25 +181,22 @@ def _carrier_check(cluster: ClusterSettings) -> str:
 
 
 def _kamailio_cfg(cluster: ClusterSettings) -> str:
-    return (
-        _HEAD.format(
-            listen=f"udp:{cluster.edge_address}:{cluster.edge_port}",
-            children=cluster.children,
-            alias=f"{cluster.edge_address}:{cluster.edge_port}",
-            mpath=KAMAILIO_MODULES_DIR,
-            list_file=f"{cluster.config_dir.rstrip('/')}/dispatcher.list",
-            ping_interval=cluster.ping_interval_s,
-            probing_threshold=cluster.probing_threshold,
-            inactive_threshold=cluster.inactive_threshold,
-            ping_from=f"sip:edge@{cluster.edge_address}",
-            node_timeout=cluster.node_timeout_ms,
-            ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
-        )
-        + _ROUTES.replace("@CARRIERS@", _carrier_check(cluster))
-        .replace("@SET@", str(DISPATCHER_SET))
-        .replace("@ALG@", str(ROUND_ROBIN))
-        .replace("@FAILOVER@", FAILOVER_CODES)
-        .replace("@BEFORE_RINGING@", FAILOVER_BEFORE_RINGING)
+    return _HEAD.format(
+        listen=f"udp:{cluster.edge_address}:{cluster.edge_port}",
+        children=cluster.children,
+        alias=f"{cluster.edge_address}:{cluster.edge_port}",
+        mpath=KAMAILIO_MODULES_DIR,
+        list_file=f"{cluster.config_dir.rstrip('/')}/dispatcher.list",
+        ping_interval=cluster.ping_interval_s,
+        probing_threshold=cluster.probing_threshold,
+        inactive_threshold=cluster.inactive_threshold,
+        ping_from=f"sip:edge@{cluster.edge_address}",
+        node_timeout=cluster.node_timeout_ms,
+        ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
+    ) + _ROUTES.replace("@CARRIERS@", _carrier_check(cluster)).replace(
+        "@SET@", str(DISPATCHER_SET)
+    ).replace("@ALG@", str(ROUND_ROBIN)).replace("@FAILOVER@", FAILOVER_CODES).replace(
+        "@BEFORE_RINGING@", FAILOVER_BEFORE_RINGING
     )
 
 

@@ -228,8 +228,10 @@ def status(layout: ClusterLayout, cluster: ClusterSettings, base: SandboxConfig)
     cluster = sandbox_cluster(cluster, layout)
     pid = edge.running_pid(layout.edge_dir)
     answer = edge.sip_options(cluster.edge_address, cluster.edge_port) if pid else None
-    lines = [f"edge:     {f'running, pid {pid}' if pid else 'stopped'} "
-             f"({cluster.edge_uri}, OPTIONS: {answer or 'no answer'})"]
+    lines = [
+        f"edge:     {f'running, pid {pid}' if pid else 'stopped'} "
+        f"({cluster.edge_uri}, OPTIONS: {answer or 'no answer'})"
+    ]
     for node in cluster.nodes:
         node_layout = layout.node(node.name)
         if not node_layout.root.exists():

@@ -27,7 +27,7 @@ from provisioning.asterisk_config import (
     ProjectSources,
     render_asterisk_config,
 )
-from provisioning.kamailio_config import node_asterisk_plan, render_kamailio_config
+from provisioning.kamailio_config import node_app, node_asterisk_plan, render_kamailio_config
 
 Handler = Callable[[argparse.Namespace], int]
 SECRET_FILES = ("ari.conf", "manager.conf")
@@ -107,7 +107,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     for name, node in running.nodes.items():
         print(
             f"{name}: asterisk {node.asterisk_version} pid {node.pid}, ARI at {node.ari_base_url}, "
-            f"app {sandbox_cluster.node_app(settings.ari.app, cluster.node(name))}"
+            f"app {node_app(settings.ari.app, cluster.node(name))}"
         )
     print(f"media: {layout.media}")
     return 0

@@ -34,7 +34,10 @@ def install(folder: Path, files: dict[str, str]) -> None:
 def check(folder: Path) -> None:
     """``kamailio -c``: refuse a configuration Kamailio would not start with."""
     done = subprocess.run(
-        ["kamailio", "-c", "-f", str(folder / CFG_NAME)], capture_output=True, text=True, check=False
+        ["kamailio", "-c", "-f", str(folder / CFG_NAME)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise SandboxError(f"kamailio -c failed:\n{done.stderr.strip()[-2000:]}")
@@ -104,7 +107,9 @@ def log_tail(folder: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def sip_options(host: str, port: int, *, timeout_s: float = 1.0, source: str = "127.0.0.1") -> int | None:
+def sip_options(
+    host: str, port: int, *, timeout_s: float = 1.0, source: str = "127.0.0.1"
+) -> int | None:
     """Send one OPTIONS to ``host:port``; the status code of the answer, or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
