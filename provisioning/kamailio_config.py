@@ -152,6 +152,7 @@ def node_asterisk_plan(
         address=address,
         ami=ami,
         allowed_origins=(),
+        system_name=node.name,
     )
 
 

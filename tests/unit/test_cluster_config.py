@@ -75,6 +75,8 @@ def test_every_node_takes_inbound_calls_from_the_edge_only_on_its_own_addresses(
         assert f"bindaddr = {address}" in folders[name]["http.conf"]
         assert f"bindaddr = {address}" in folders[name]["manager.conf"]
         assert f"Stasis(cc-prod-{name}," in folders[name]["extensions_callcontrol.conf"]
+        # Channel ids (the CDRs' keys) carry the node: two nodes never make the same one.
+        assert f"[options]\nsystemname = {name}\n" in folders[name]["asterisk.conf"]
     assert "203.0.113" not in folders["node1"]["pjsip.conf"]
 
 
