@@ -13,11 +13,14 @@ Rules this module keeps:
   inbound calls from the edge only.
 - Failover: the dispatcher probes every node with OPTIONS every
   ``ping_interval_s``; ``probing_threshold`` failed probes take a node out, and
-  a timeout on a call marks it out at once. A node's 500-504, or 408/480 before
-  it sent any 18x, is retried on the next node (``ds_next_dst``); any other
-  reply (404, 403, 486, 603 ...) and a 408/480 after ringing are final: the
-  engine decided the call (a 480 after ringing is "no answer", and retrying it
-  would ring the customer a second time and bill two calls).
+  a call the node does not answer at all (not even 100 Trying) within
+  ``node_timeout_ms`` marks it out at once. Such a timeout and a node's
+  500-504 are retried on the next node (``ds_next_dst``): 503 is what a node
+  answers when its engine is gone (the dialplan's ``Hangup(34)``) or saturated.
+  Every other reply is final and goes back to the caller: 404, 403, 486, 603,
+  and also a 408 or 480 *sent by a node*, because on this engine those are the
+  engine's decisions (no answer, no destination - causes 18/19), and retrying
+  them would ring the customer a second time and write a second CDR.
 - Calls from the nodes to the PSTN carrier and to far ends go out directly, not
   through the edge: the edge's job is to spread inbound calls; outbound legs
   already have their node, and a second hop would only add latency and one
@@ -37,7 +40,6 @@ DISPATCHER_SET = 1
 #: Kamailio's dispatcher algorithm 4: round-robin over the active nodes.
 ROUND_ROBIN = 4
 FAILOVER_CODES = "500|501|502|503|504"
-FAILOVER_BEFORE_RINGING = "408|480"
 KAMAILIO_MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 KAMAILIO_FILES = ("kamailio.cfg", "dispatcher.list")
 
@@ -182,7 +184,7 @@ def _carrier_check(cluster: ClusterSettings) -> str:
 
 
 def _kamailio_cfg(cluster: ClusterSettings) -> str:
-    return _HEAD.format(
+    head = _HEAD.format(
         listen=f"udp:{cluster.edge_address}:{cluster.edge_port}",
         children=cluster.children,
         alias=f"{cluster.edge_address}:{cluster.edge_port}",
@@ -194,18 +196,19 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         ping_from=f"sip:edge@{cluster.edge_address}",
         node_timeout=cluster.node_timeout_ms,
         ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
-    ) + _ROUTES.replace("@CARRIERS@", _carrier_check(cluster)).replace(
-        "@SET@", str(DISPATCHER_SET)
-    ).replace("@ALG@", str(ROUND_ROBIN)).replace("@FAILOVER@", FAILOVER_CODES).replace(
-        "@BEFORE_RINGING@", FAILOVER_BEFORE_RINGING
     )
+    routes = (
+        _ROUTES.replace("@CARRIERS@", _carrier_check(cluster))
+        .replace("@SET@", str(DISPATCHER_SET))
+        .replace("@ALG@", str(ROUND_ROBIN))
+        .replace("@FAILOVER@", FAILOVER_CODES)
+    )
+    return head + routes
 
 
 _HEAD = """#!KAMAILIO
 # callcontrol: the SIP edge in front of the Asterisk nodes (docs/cluster.md).
 # Rendered by `callcontrol cluster render`; do not edit.
-
-#!define FLB_RINGING 1
 
 debug=2
 log_stderror=yes
@@ -305,7 +308,6 @@ request_route {
 
 route[TO_NODE] {
     xlog("L_INFO", "edge: $ci -> $du\\n");
-    t_on_reply("FROM_NODE");
     t_on_failure("NODE_FAILED");
     if (!t_relay()) {
         sl_reply_error();
@@ -329,12 +331,6 @@ route[IN_DIALOG] {
     sl_send_reply("404", "Not Here");
 }
 
-onreply_route[FROM_NODE] {
-    if (status =~ "^18[0-9]") {
-        setbflag(FLB_RINGING);
-    }
-}
-
 failure_route[NODE_FAILED] {
     if (t_is_canceled()) {
         exit;
@@ -344,13 +340,10 @@ failure_route[NODE_FAILED] {
         ds_mark_dst("ip");
     } else if (t_check_status("@FAILOVER@")) {
         xlog("L_WARN", "edge: node $du answered $T_reply_code for $ci; next node\\n");
-    } else if (t_check_status("@BEFORE_RINGING@") && !isbflagset(FLB_RINGING)) {
-        xlog("L_WARN", "edge: node $du answered $T_reply_code before ringing; next node\\n");
     } else {
         exit;
     }
     if (ds_next_dst()) {
-        resetbflag(FLB_RINGING);
         route(TO_NODE);
     }
 }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import default_config, exclusive_asterisk
-from support.data import Seeder
+from support.data import Seeder, next_did
 from support.engine import EngineProcess
 from support.sipp import Sipp, SippResult
 from support.smtp import SmtpSink
@@ -236,6 +236,28 @@ def test_calls_through_the_edge_are_spread_over_both_nodes_with_one_cdr_each(
     assert len(rows) == 10 and all(row["disposition"] == "answered" for row in rows)
     # The billing run, reminders and the purge: in exactly one of the two engines.
     assert len(wait_jobs_holders(cluster)) == 1
+
+
+def test_the_engines_rejections_go_back_to_the_caller_once_and_are_not_retried(
+    cluster: Cluster, data: Seeder, workdir: Path
+) -> None:
+    """404 (unknown number) and 480 (a number with nowhere to ring) are the engine's
+    decisions: final at the edge, one node, one CDR (a retry would write two)."""
+    unknown = next_did("+4930999")
+    nowhere = data.number(data.account())
+    for did, code in ((unknown, 404), (nowhere, 480)):
+        result = Sipp(
+            "caller_expect_code.xml", CARRIER, 5070, workdir, remote=cluster.edge, service=did,
+            keys={"caller": CALLER_NUMBER}, variables={"expected": str(code)}, timeout_s=20,
+        ).run()  # fmt: skip
+        assert result.ok, result.describe()
+        call_id = result.messages[0].header("Call-ID")
+        assert call_id
+        edge_log = cluster_edge.log_tail(cluster.layout.edge_dir, 100_000)
+        routed = [line for line in edge_log.splitlines() if f"edge: {call_id} -> " in line]
+        assert len(routed) == 1, routed
+        rows = wait_for_cdrs(data, did, 1)
+        assert [row["sip_code"] for row in rows] == [code]
 
 
 def test_an_engine_killed_under_load_its_node_answers_503_and_the_edge_retries_the_other(
