@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.asterisk import default_config, exclusive_asterisk
@@ -106,8 +107,22 @@ def engine_env(
 
 
 @pytest.fixture(scope="module")
+def cluster_db_url(test_databases: Any) -> Iterator[str]:  # tests/conftest.py DatabaseProvider
+    """The cluster's own database: no other engine of the run (the session's)
+    may take the cluster's jobs lock or see these calls."""
+    url = test_databases.new(migrated=True)
+    yield url
+    test_databases.drop(url)
+
+
+@pytest.fixture
+def data(cluster_db_url: str) -> Seeder:
+    return Seeder(cluster_db_url)
+
+
+@pytest.fixture(scope="module")
 def cluster(
-    db_url: str, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
+    cluster_db_url: str, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     settings = ClusterSettings()
     base = default_config()
@@ -121,7 +136,7 @@ def cluster(
             f"cluster: lock after {locked - asked:.1f} s, up in {time.monotonic() - locked:.1f} s"
         )
         envs = {
-            node.name: engine_env(db_url, smtp, base, node.name, settings, layout, logs)
+            node.name: engine_env(cluster_db_url, smtp, base, node.name, settings, layout, logs)
             for node in settings.nodes
         }
         handle = Cluster(layout, settings, base, {}, envs, logs)
