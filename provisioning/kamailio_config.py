@@ -32,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from provisioning.asterisk_config import AmiPlan, AsteriskConfigError, AsteriskPlan
 
@@ -57,6 +57,12 @@ class ClusterNode(_Part):
     sip_port: int = Field(default=5060, ge=1, le=65535)
     http_port: int = Field(default=8088, ge=1, le=65535)
     ami_port: int = Field(default=5038, ge=1, le=65535)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
 
     @property
     def sip_uri(self) -> str:
@@ -94,6 +100,19 @@ class ClusterSettings(_Part):
     """A node that sends nothing (not even 100 Trying) this long is skipped."""
     children: int = Field(default=2, ge=1, le=64)
 
+    @field_validator("edge_address")
+    @classmethod
+    def _edge(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("carrier_match")
+    @classmethod
+    def _carriers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ClusterSettings:
         names = [node.name for node in self.nodes]
@@ -101,10 +120,6 @@ class ClusterSettings(_Part):
             raise ValueError("a cluster needs at least one node")
         if len(set(names)) != len(names):
             raise ValueError("node names must be unique")
-        for item in (self.edge_address, *(node.address for node in self.nodes)):
-            ipaddress.ip_address(item)
-        for net in self.carrier_match:
-            ipaddress.ip_network(net, strict=False)
         if not (self.config_dir.startswith("/") and self.run_dir.startswith("/")):
             raise ValueError("config_dir and run_dir must be absolute paths")
         return self
