@@ -69,9 +69,6 @@ class Cluster:
             found[names.get(uri, uri)] = flags
         return found
 
-    def node_layout(self, name: str) -> object:
-        return self.layout.node(name)
-
     def start_engine(self, name: str) -> EngineProcess:
         log = self.logs / f"engine-{name}.log"
         self.log_offsets[name] = log.stat().st_size if log.exists() else 0
@@ -150,6 +147,23 @@ def cluster(
             cluster_sandbox.down(layout, settings)
             left = cluster_sandbox.leftovers(layout, settings)
             assert not left, f"left behind by cluster down: {left}"
+
+
+@pytest.fixture(autouse=True)
+def no_channel_left_on_the_nodes(cluster: Cluster) -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 8
+    listing = {}
+    while time.monotonic() < deadline:
+        listing = {
+            node.name: cluster.channels(node.name)
+            for node in cluster.settings.nodes
+            if process.asterisk_pids(cluster.layout.node(node.name))
+        }
+        if not any(text.strip() for text in listing.values()):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"channels left on the nodes after the test: {listing}")
 
 
 def callers(
