@@ -44,7 +44,10 @@ def test_cluster_up_brings_the_edge_and_both_nodes_up_and_down_leaves_nothing() 
             assert "edge: kamailio pid" in up.stdout and "node2: asterisk" in up.stdout
             assert cluster_edge.sip_options(settings.edge_address, settings.edge_port) == 200
             for node in settings.nodes:
-                assert cluster_edge.sip_options(node.address, node.sip_port) == 200, node.name
+                # A node takes requests from the edge's address, and challenges others.
+                edge = settings.edge_address
+                assert cluster_edge.sip_options(node.address, node.sip_port, source=edge) == 200
+                assert cluster_edge.sip_options(node.address, node.sip_port) == 401, node.name
             status = cluster_command("status")
             assert status.returncode == 0, status.stderr
             assert "OPTIONS: 200" in status.stdout
