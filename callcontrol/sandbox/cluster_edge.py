@@ -47,7 +47,10 @@ def start(folder: Path) -> int:
     log = folder / LOG_NAME
     if log.exists():
         log.replace(log.with_name(LOG_NAME + ".1"))
-    script = 'kamailio -DD -E -f "$1" >>"$2" 2>&1 </dev/null & echo $!'
+    # -x fm: f_malloc instead of the package's default q_malloc (which keeps
+    # debugging data per chunk): measured here 0.25-0.30 instead of
+    # 0.38-0.57 ms of CPU per call (docs/cluster.md).
+    script = 'kamailio -DD -E -x fm -f "$1" >>"$2" 2>&1 </dev/null & echo $!'
     done = subprocess.run(
         ["sh", "-c", script, "sh", str(folder / CFG_NAME), str(log)],
         capture_output=True,
