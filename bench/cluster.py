@@ -1,6 +1,7 @@
 """The forward case through the Kamailio edge, with 1 and 2 nodes.
 
     python -m bench.cluster [--rates 20,50] [--seconds 10] [--nodes 1,2] [--talk-ms 100]
+    python -m bench.cluster --edge-only [--rates 300] [--seconds 10]
 
 Brings up the cluster sandbox's nodes (``callcontrol/sandbox/cluster.py``), a
 throwaway PostgreSQL, an engine per node, a SIPp far end on 127.0.3.31:5080
@@ -17,6 +18,11 @@ p50/p99, and the CPU Kamailio (all its processes), every Asterisk and every
 engine used per call (``/proc`` deltas until the system is idle again).
 Everything it starts it stops (by PID); it holds the machine-wide Asterisk
 lock for the whole run. Traffic stays on 127.0.0.0/8.
+
+``--edge-only``: Kamailio's own cost, without Asterisk (no lock needed): a
+second edge on 127.0.3.41 in front of a SIPp "node" on 127.0.3.42 that answers
+at once, callers on 127.0.3.23 (``cluster_caller.xml``, 100 ms calls); once
+with the package's default allocator and once with ``-x fm`` (the sandbox's).
 """
 
 from __future__ import annotations
@@ -217,8 +223,60 @@ def seed(url: str) -> None:
     )  # fmt: skip
 
 
+def edge_only(rate: int, seconds: int, workdir: Path) -> None:
+    from provisioning.kamailio_config import ClusterNode, render_kamailio_config
+
+    folder = workdir / "edge-only"
+    cluster = ClusterSettings(
+        edge_address="127.0.3.41", nodes=(ClusterNode(name="uas", address="127.0.3.42"),),
+        carrier_match=("127.0.3.23/32",), config_dir=str(folder), run_dir=str(folder),
+    )  # fmt: skip
+    cluster_edge.install(folder, render_kamailio_config(cluster))
+    uas_cmd = sipp_command(str(SCENARIOS / "far_answer.xml"), "127.0.3.42", 5060, folder)
+    uas = subprocess.Popen(
+        [*uas_cmd, "-aa", "-set", "answer_ms", "0", "-m", "10000000"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for allocator in ((), ("-x", "fm")):
+            log = (folder / "kamailio.log").open("ab")
+            edge = subprocess.Popen(
+                ["kamailio", "-DD", "-E", *allocator, "-f", str(folder / "kamailio.cfg")],
+                stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+            try:
+                cluster_edge.wait_ready(folder, edge.pid, "127.0.3.41", 5060)
+                pids = kamailio_pids(folder)
+                before = sum(cpu_seconds(pid) for pid in pids)
+                calls = rate * seconds
+                step = folder / f"step-{len(allocator)}"
+                step.mkdir()
+                caller = sipp_command(
+                    str(SCENARIOS / "cluster_caller.xml"), "127.0.3.23", 5070, step,
+                    remote="127.0.3.41:5060", service="4930", rate=rate, calls=calls,
+                    timeout_s=seconds + 30, extra=("-key", "caller", "4915", "-d", "100"),
+                )  # fmt: skip
+                subprocess.run(
+                    caller, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=step
+                )
+                time.sleep(1)
+                used = sum(cpu_seconds(pid) for pid in pids) - before
+                stats = read_stats(step)
+                name = " ".join(allocator) or "default (q_malloc)"
+                print(
+                    f"edge only, allocator {name}: {stats.succeeded}/{calls} ok at {rate}/s, "
+                    f"Kamailio {used * 1000 / calls:.3f} ms CPU per call",
+                    flush=True,
+                )
+            finally:
+                stop_process(edge)
+    finally:
+        stop_process(uas)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster")
+    parser.add_argument("--edge-only", action="store_true")
     parser.add_argument("--rates", default="20,50")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--nodes", default="1,2")
@@ -227,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     rates = [int(r) for r in args.rates.split(",")]
     counts = [int(n) for n in args.nodes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="callcontrol-bench-cluster-"))
+    if args.edge_only:
+        for rate in rates:
+            edge_only(rate, args.seconds, workdir)
+        return 0
     full = ClusterSettings()
     layout = sandbox_cluster.ClusterLayout.default()
     base = default_config()
