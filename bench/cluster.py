@@ -256,8 +256,8 @@ def edge_only(rate: int, seconds: int, workdir: Path) -> None:
                     remote="127.0.3.41:5060", service="4930", rate=rate, calls=calls,
                     timeout_s=seconds + 30, extra=("-key", "caller", "4915", "-d", "100"),
                 )  # fmt: skip
-                quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-                subprocess.run(caller, check=False, cwd=step, **quiet)  # type: ignore[call-overload]
+                null = subprocess.DEVNULL
+                subprocess.run(caller, stdout=null, stderr=null, check=False, cwd=step)
                 time.sleep(1)
                 used = sum(cpu_seconds(pid) for pid in pids) - before
                 stats = read_stats(step)
