@@ -143,6 +143,8 @@ def ensure_node_root(base: SandboxLayout, node: SandboxLayout) -> None:
             shutil.rmtree(target, ignore_errors=True)
             _copy(source, target, links=False)
     (staging / MARKER_NAME).write_text(wanted, encoding="utf-8")
+    # The base's run state (its Asterisk's PID) is the base's, never the node's.
+    SandboxLayout(staging).state_file.unlink(missing_ok=True)
     staging.rename(node.root)
 
 
