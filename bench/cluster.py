@@ -82,11 +82,6 @@ class Step:
     engine_ms_per_call: float
 
 
-def kamailio_pids(folder: Path) -> list[int]:
-    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    return [pid for pid in pids if cluster_edge.is_our_kamailio(pid, folder)]
-
-
 @contextmanager
 def far_end(workdir: Path, talk_ms: int) -> Iterator[subprocess.Popen[bytes]]:
     folder = workdir / "far-end"
@@ -135,7 +130,7 @@ class Rig:
         return pids
 
     def cpu(self) -> tuple[float, float, float]:
-        edge = sum(cpu_seconds(pid) for pid in kamailio_pids(self.layout.edge_dir))
+        edge = sum(cpu_seconds(pid) for pid in cluster_edge.all_pids(self.layout.edge_dir))
         asterisk = sum(cpu_seconds(pid) for pid in self.asterisk_pids())
         engines = sum(cpu_seconds(e.proc.pid) for e in self.engines.values() if e.proc)
         return edge, asterisk, engines
@@ -246,7 +241,7 @@ def edge_only(rate: int, seconds: int, workdir: Path) -> None:
             )  # fmt: skip
             try:
                 cluster_edge.wait_ready(folder, edge.pid, "127.0.3.41", 5060)
-                pids = kamailio_pids(folder)
+                pids = cluster_edge.all_pids(folder)
                 before = sum(cpu_seconds(pid) for pid in pids)
                 calls = rate * seconds
                 step = folder / f"step-{len(allocator)}"

@@ -251,8 +251,7 @@ def status(layout: ClusterLayout, cluster: ClusterSettings, base: SandboxConfig)
 def leftovers(layout: ClusterLayout, cluster: ClusterSettings) -> list[str]:
     """What ``down`` must have removed: our processes and mounts (empty when clean)."""
     found: list[str] = []
-    if edge.running_pid(layout.edge_dir) is not None:
-        found.append("kamailio")
+    found += [f"kamailio pid {pid}" for pid in edge.all_pids(layout.edge_dir)]
     for node in cluster.nodes:
         root = layout.node(node.name).root
         if root.exists():

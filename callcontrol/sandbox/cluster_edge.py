@@ -83,6 +83,12 @@ def is_our_kamailio(pid: int, folder: Path) -> bool:
     return name == "kamailio" and state != "Z" and str(folder / CFG_NAME).encode() in cmdline
 
 
+def all_pids(folder: Path) -> list[int]:
+    """Every live Kamailio process (main and children) running our ``kamailio.cfg``."""
+    pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    return sorted(pid for pid in pids if is_our_kamailio(pid, folder))
+
+
 def stop(folder: Path, timeout_s: float = 10.0) -> None:
     """SIGTERM (Kamailio stops its children), then SIGKILL; forget the state."""
     pid = running_pid(folder)
