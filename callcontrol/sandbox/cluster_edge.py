@@ -9,6 +9,7 @@ user's Kamailio is never signalled. Ready means: it answers an OPTIONS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,21 +91,23 @@ def all_pids(folder: Path) -> list[int]:
 
 
 def stop(folder: Path, timeout_s: float = 10.0) -> None:
-    """SIGTERM (Kamailio stops its children), then SIGKILL; forget the state."""
+    """SIGTERM to the main process (it stops its children), then SIGKILL to any
+    of ours left after ``timeout_s``; forget the state."""
     pid = running_pid(folder)
     if pid is not None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and is_our_kamailio(pid, folder):
-                time.sleep(0.05)
-            if not is_our_kamailio(pid, folder):
-                break
-        if is_our_kamailio(pid, folder):
-            raise SandboxError(f"kamailio (pid {pid}) survived SIGKILL")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while all_pids(folder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for left in all_pids(folder):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(left, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while all_pids(folder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if all_pids(folder):
+        raise SandboxError(f"kamailio {all_pids(folder)} survived SIGKILL")
     (folder / STATE_NAME).unlink(missing_ok=True)
 
 
