@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,6 +90,7 @@ from callcontrol.repositories.spooling import (
     replay_calls,
     replay_voicemails,
 )
+from callcontrol.services.cluster_lock import ClusterJobLock
 from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, NumberService, utc_now
 from callcontrol.services.phone_reminders import (
@@ -551,6 +552,26 @@ async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def _once_per_cluster_jobs(app: web.Application) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for job in (_billing, _phone_reminders, _privacy_purge):
+            await stack.enter_async_context(asynccontextmanager(job)(app))
+        yield
+
+
+async def _cluster_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The billing run, reminders and the privacy purge: on PostgreSQL only in the
+    engine holding the cluster's advisory lock (services/cluster_lock.py)."""
+    if not app[SETTINGS].database.url.startswith("postgresql"):
+        async with _once_per_cluster_jobs(app):
+            yield
+        return
+    lock = ClusterJobLock(engine=app[DB_ENGINE], jobs=lambda: _once_per_cluster_jobs(app))
+    async with lock.running():
+        yield
+
+
 def build_app(
     settings: Settings, *, call_engine: bool = True, mailer: Mailer | None = None
 ) -> web.Application:
@@ -570,9 +591,7 @@ def build_app(
         # One mailer for every mail of the service: what the server refuses is spooled.
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
         mailer = app[MAILER] = SpoolingMailer(mailer, spool=spool)
-        app.cleanup_ctx.extend(
-            [_spool, _http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
-        )
+        app.cleanup_ctx.extend([_spool, _http_client, _call_engine, _cluster_jobs])
         add_health_routes(app)
     _wire_api(app, mailer)
     return app

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.kamailio_config import ClusterSettings
 from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
 from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
@@ -230,6 +231,7 @@ class Settings(BaseSettings):
     forwarding: ForwardingSettings = ForwardingSettings()
     quotas: QuotaSettings = QuotaSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 class SettingsError(Exception):

@@ -69,6 +69,9 @@ class AsteriskPlan:
     address: AsteriskSettings
     ami: AmiPlan | None = None
     allowed_origins: tuple[str, ...] = field(default=())
+    # Several Asterisks on one database (a cluster node): prefixes channel ids
+    # (asterisk.conf ``systemname``), so two nodes never make the same call id.
+    system_name: str | None = None
 
     @classmethod
     def from_settings(cls, settings: object) -> AsteriskPlan:
@@ -118,6 +121,7 @@ class ProjectSources:
     dialplan: str
     bench_dialplan: str
     modules: str
+    asterisk_conf: str = ""
 
     @classmethod
     def read(cls, project: Path) -> ProjectSources:
@@ -126,6 +130,7 @@ class ProjectSources:
             dialplan=(project / "dialplan" / "extensions_callcontrol.conf").read_text("utf-8"),
             bench_dialplan=(project / "dialplan" / "extensions_bench.conf").read_text("utf-8"),
             modules=(project / "asterisk-conf" / "modules.conf").read_text("utf-8"),
+            asterisk_conf=(project / "asterisk-conf" / "asterisk.conf").read_text("utf-8"),
         )
 
     @classmethod
@@ -155,6 +160,8 @@ def render_asterisk_config(plan: AsteriskPlan, sources: ProjectSources) -> dict[
     }
     if plan.ami is not None:
         files["manager.conf"] = _manager_conf(plan.ami)
+    if plan.system_name is not None:
+        files["asterisk.conf"] = _with_system_name(sources.asterisk_conf, plan.system_name)
     if plan.address.bench:
         files["extensions_bench.conf"] = _bench_dialplan(sources.bench_dialplan, plan)
     return files
@@ -181,6 +188,12 @@ def _check(plan: AsteriskPlan) -> None:
                 raise AsteriskConfigError(
                     f"CALLCONTROL_ASTERISK__{name.upper()}={value!r} is not an IP address"
                 ) from exc
+
+
+def _with_system_name(asterisk_conf: str, name: str) -> str:
+    if "\n[options]\n" not in asterisk_conf:
+        raise AsteriskConfigError("asterisk.conf has no [options] section for systemname")
+    return asterisk_conf.replace("\n[options]\n", f"\n[options]\nsystemname = {name}\n", 1)
 
 
 def _fill(text: str, plan: AsteriskPlan, source: str) -> str:
