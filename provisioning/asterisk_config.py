@@ -142,6 +142,7 @@ class ProjectSources:
             dialplan=(folder / "extensions_callcontrol.conf").read_text("utf-8"),
             bench_dialplan=(folder / "extensions_bench.conf").read_text("utf-8"),
             modules=(folder / "modules.conf").read_text("utf-8"),
+            asterisk_conf=(folder / "asterisk.conf").read_text("utf-8"),
         )
 
 
