@@ -110,6 +110,18 @@ class CallSettings(_Part):
     max_active_calls: int = Field(default=2000, ge=1)
     max_ari_in_flight: int = Field(default=150, ge=1)
     max_ari_latency_ms: int = Field(default=1000, ge=1)
+    executor: Literal["ari", "agi"] = "ari"
+    """Who carries the routing plans out: the ARI engine (Stasis) or Asterisk's
+    own dialplan, asked over FastAGI (``settings.agi``; README "Executors")."""
+
+
+class AgiSettings(_Part):
+    """The FastAGI server (``callcontrol/agi``) of ``calls.executor = "agi"``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4573, ge=1, le=65535)
+    header_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    command_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class BillingSettings(_Part):
@@ -205,6 +217,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     documents: DocumentSettings = DocumentSettings()
     calls: CallSettings = CallSettings()
+    agi: AgiSettings = AgiSettings()
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
     phone_reminders: PhoneReminderSettings = PhoneReminderSettings()

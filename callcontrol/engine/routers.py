@@ -47,6 +47,12 @@ class CallRouter(Protocol):
     async def route(self, start: ari.StasisStart) -> RoutedCall: ...
 
 
+class NumberRouter(CallRouter, Protocol):
+    """A router of one direction, asked by either executor."""
+
+    async def route_number(self, number: str, party: str | None) -> RoutedCall: ...
+
+
 def normalise_did(raw: str) -> str | None:
     """Asterisk's ${EXTEN} as E.164 with '+', or None when it cannot be one."""
     digits = raw[1:] if raw.startswith("+") else raw
@@ -69,8 +75,12 @@ class InboundRouter:
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         channel = start.channel
         raw_did = stasis_arg(start, 1) or channel.dialplan.exten
+        return await self.route_number(raw_did, channel.caller.number or None)
+
+    async def route_number(self, raw_did: str, caller: str | None) -> RoutedCall:
+        """The decision for a call to ``raw_did`` (Asterisk's ${EXTEN}), whatever
+        executor asks (ARI's StasisStart, a FastAGI request)."""
         did = normalise_did(raw_did)
-        caller = channel.caller.number or None
         routed = RoutedCall(
             CallDirection.INBOUND,
             Reject(CAUSE_UNALLOCATED, "malformed_did"),
@@ -99,7 +109,10 @@ class OutboundRouter:
 
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         dialled = stasis_arg(start, 1) or start.channel.dialplan.exten
-        login = stasis_arg(start, 2)
+        return await self.route_number(dialled, stasis_arg(start, 2))
+
+    async def route_number(self, dialled: str, login: str | None) -> RoutedCall:
+        """The decision for ``login``'s call to ``dialled``, whatever executor asks."""
         routed = RoutedCall(
             CallDirection.OUTBOUND, Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"), dialled, login
         )
@@ -120,8 +133,9 @@ class OutboundRouter:
 class DirectionRouter:
     """Picks the router by the dialplan's first Stasis argument."""
 
-    def __init__(self, *, inbound: CallRouter, outbound: CallRouter) -> None:
+    def __init__(self, *, inbound: NumberRouter, outbound: NumberRouter) -> None:
         self._routers = {ARG_INBOUND: inbound, ARG_OUTBOUND: outbound}
+        self._inbound, self._outbound = inbound, outbound
 
     @staticmethod
     def handles(start: ari.StasisStart) -> bool:
@@ -141,6 +155,18 @@ class DirectionRouter:
 
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         routed = await self._routers[start.args[0]].route(start)
+        return self._decided(routed)
+
+    async def route_number(
+        self, direction: CallDirection, number: str, party: str | None
+    ) -> RoutedCall:
+        """The direction-neutral entry (the FastAGI executor's): ``party`` is the
+        caller's number (inbound) or the calling SIP account's login (outbound)."""
+        router = self._inbound if direction is CallDirection.INBOUND else self._outbound
+        return self._decided(await router.route_number(number, party))
+
+    @staticmethod
+    def _decided(routed: RoutedCall) -> RoutedCall:
         log.info(
             "call_decided",
             direction=routed.direction.value,
