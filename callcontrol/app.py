@@ -21,6 +21,8 @@ import uvloop
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callcontrol.agi.executor import AgiExecutor, MediaFolders
+from callcontrol.agi.server import AgiServer
 from callcontrol.ari import events as ari_events
 from callcontrol.ari.client import AriClient
 from callcontrol.ari.errors import AriError
@@ -328,6 +330,30 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
+async def _agi_server(app: web.Application) -> AsyncIterator[None]:
+    """The FastAGI executor (``calls.executor = "agi"``), beside the ARI engine:
+    the same router decides, the dialplan carries the plan out, CDRs and
+    voicemail go through the same spooled ports."""
+    settings, spooled, part = app[SETTINGS], app[SPOOLED], app[SETTINGS].agi
+    jobs = TaskSupervisor("agi-jobs")
+    executor = AgiExecutor(
+        router=call_router(settings, app[SESSIONS]),
+        ledger=CountingLedger(spooled.ledger, metrics=app[CALL_METRICS]),
+        voicemail=spooled.voicemail, jobs=jobs,
+        media=MediaFolders(settings.media.root, settings.media.asterisk_path("")),
+    )  # fmt: skip
+    executor.prepare()
+    server = AgiServer(
+        executor.handlers(), host=part.host, port=part.port,
+        header_timeout_s=part.header_timeout_s, command_timeout_s=part.command_timeout_s,
+    )  # fmt: skip
+    await server.start()
+    yield
+    await server.close()
+    await jobs.drain(seconds=5.0)  # CDR writes of calls that just ended
+    await jobs.close()
+
+
 async def _billing(app: web.Application) -> AsyncIterator[None]:
     """The daily billing run and the minute-by-minute expiry of tests and reservations;
     with phone reminders on, its reminders are also queued for a call."""
@@ -446,6 +472,8 @@ def build_app(settings: Settings, *, call_engine: bool = True) -> web.Applicatio
         app.cleanup_ctx.extend(
             [_spool, _http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
         )
+        if settings.calls.executor == "agi":
+            app.cleanup_ctx.append(_agi_server)
         add_health_routes(app)
         add_api_routes(app, mailer=mailer)  # opens the one ProvisioningService
     return app
