@@ -65,12 +65,16 @@ class AgiSession:
             raise AgiProtocolError(f"no reply within {self._timeout}s to {line[:40]!r}") from exc
 
     async def _reply(self) -> AgiReply:
+        in_usage = False
         for _ in range(_MAX_REPLY_LINES):
             line = await _read_line(self._reader)
             if line == HANGUP_LINE:
                 self.hung_up = True
                 continue
             if line.startswith("520-"):  # usage text, up to "520 End of proper usage."
+                in_usage = True
+                continue
+            if in_usage and not line.startswith("520 "):
                 continue
             return AgiReply.parse(line)
         raise AgiProtocolError("reply longer than any AGI reply")
