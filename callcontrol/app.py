@@ -348,7 +348,15 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
         header_timeout_s=part.header_timeout_s, command_timeout_s=part.command_timeout_s,
     )  # fmt: skip
     await server.start()
+    replay = None
+    if part.cdr_fallback_path is not None:
+        replay = jobs.spawn(
+            executor.replay_fallback_every(part.cdr_fallback_path, part.cdr_fallback_every_s),
+            name="agi-cdr-fallback",
+        )
     yield
+    if replay is not None:
+        replay.cancel()
     await server.close()
     await jobs.drain(seconds=5.0)  # CDR writes of calls that just ended
     await jobs.close()

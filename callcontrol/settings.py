@@ -122,6 +122,11 @@ class AgiSettings(_Part):
     port: int = Field(default=4573, ge=1, le=65535)
     header_timeout_s: float = Field(default=5.0, gt=0, le=60)
     command_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    cdr_fallback_path: Path | None = None
+    """The dialplan's fallback file as this engine sees it (Asterisk writes
+    ``/var/log/asterisk/callcontrol-agi-cdr.log`` when the engine is unreachable
+    at hang-up); replayed into CDRs at start and every ``cdr_fallback_every_s``."""
+    cdr_fallback_every_s: float = Field(default=30.0, gt=0)
 
 
 class BillingSettings(_Part):

@@ -13,11 +13,18 @@ Rules kept here:
   outage costs a CDR nothing;
 - a hangup for a call this process did not decide (it restarted in between)
   is routed again from the facts the dialplan passes (direction, number,
-  party) for its CDR; the dialplan's ``CC_START`` keeps the real start time.
+  party) for its CDR; the dialplan's ``CC_START`` keeps the real start time;
+- a hangup report Asterisk could not deliver (the engine was down) is a line
+  in the node's fallback file (``FILE()`` in the hangup handler);
+  ``replay_fallback`` turns each into its CDR the same way. The file is renamed
+  before it is read (Asterisk appends to a new one meanwhile) and removed only
+  once every line was handed to the ledger; a crash in between replays it
+  again, which is harmless: a CDR's id is its call's id and stored once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -167,6 +174,31 @@ class AgiExecutor:
         if record.disposition is Disposition.VOICEMAIL and record.number_id is not None:
             await self._deliver_voicemail(record, record.number_id, f"vm-{call_key}")
 
+    async def replay_fallback(self, path: Path) -> int:
+        """CDRs of the hangup reports the dialplan kept in ``path``; how many."""
+        lines = await asyncio.to_thread(_take_lines, path)
+        if lines is None:
+            return 0
+        now = datetime.now(UTC)
+        for line in lines:
+            uniqueid, _, rest = line.partition(",")
+            if not uniqueid:
+                continue
+            facts = parse_hangup_facts(tuple(rest.split(",")), received_at=now)
+            await self._finish(safe_id(uniqueid), facts, self._decided.pop(safe_id(uniqueid), None))
+        await asyncio.to_thread(_taking(path).unlink)
+        if lines:
+            log.info("agi_fallback_replayed", path=str(path), calls=len(lines))
+        return len(lines)
+
+    async def replay_fallback_every(self, path: Path, seconds: float) -> None:
+        while True:
+            try:
+                await self.replay_fallback(path)
+            except OSError as exc:
+                log.warning("agi_fallback_unreadable", path=str(path), error=str(exc))
+            await asyncio.sleep(seconds)
+
     async def _route_again(self, facts: HangupFacts) -> _Decided | None:
         try:
             direction = CallDirection(facts.direction)
@@ -178,7 +210,7 @@ class AgiExecutor:
     async def _deliver_voicemail(self, record: CallRecord, number_id: int, name: str) -> None:
         path = self._media.engine_file(name)
         try:
-            audio = path.read_bytes()
+            audio = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             log.warning("voicemail_recording_missing", recording=str(path))
             return
@@ -187,4 +219,20 @@ class AgiExecutor:
             did=record.did, caller=record.caller,
             duration_s=max(0, len(audio) - _WAV_HEADER) // _BYTES_PER_SECOND, audio=audio,
         )  # fmt: skip
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+def _taking(path: Path) -> Path:
+    return path.with_name(path.name + ".replaying")
+
+
+def _take_lines(path: Path) -> list[str] | None:
+    """The fallback file's lines, renamed first (a file left by a replay that
+    did not finish is taken as it is); None when there is none."""
+    taken = _taking(path)
+    if not taken.exists():
+        try:
+            path.rename(taken)
+        except FileNotFoundError:
+            return None
+    return taken.read_text("utf-8", errors="replace").splitlines()
