@@ -41,7 +41,7 @@ from bench.calls import (  # noqa: E402
     percentile,
     seed,
 )
-from bench.cpu import FakeAsteriskProcess, engine_process  # noqa: E402
+from bench.cpu import Callgrind, FakeAsteriskProcess, engine_process  # noqa: E402
 from callcontrol.agi.plans import HANGUP_ARGS  # noqa: E402
 
 DIDS = {"reject": SUSPENDED_DID[1:], "forward": FORWARDED_DID[1:]}
@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per call under valgrind (slow)"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="callcontrol-agi-cpu-"))
     print(f"bench.agi_cpu: {machine()}; work folder {workdir}", flush=True)
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         seed(db_url)
         fake = FakeAsteriskProcess(workdir, talk_ms=100)
         port = free_port()
-        engine = engine_process(fake, db_url, workdir, [], ROOT)
+        callgrind = Callgrind(workdir) if args.callgrind else None
+        engine = engine_process(fake, db_url, workdir, callgrind.wrapper if callgrind else [], ROOT)
         engine.env |= {"CALLCONTROL_CALLS__EXECUTOR": "agi", "CALLCONTROL_AGI__PORT": str(port)}
         try:
             engine.start()
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                 did = "+" + DIDS[case]
                 for run in range(args.repeat):
                     before = cdrs.cdr_count(did)
+                    if callgrind is not None:
+                        callgrind.start_run(pid)
                     cpu0, began = cpu_seconds(pid), time.monotonic()
                     times = asyncio.run(load(port, case, args.rate, args.calls, run))
                     deadline = time.monotonic() + 30
@@ -139,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                     took = time.monotonic() - began
                     cpu = cpu_seconds(pid) - cpu0 - idle * took
                     written = cdrs.cdr_count(did) - before
+                    if callgrind is not None:
+                        mega = callgrind.end_run(pid) / 1e6 / args.calls
+                        print(f"{case:7} run {run + 1}: {mega:.2f} M instructions per call")
                     ms = [t * 1000 for t in times]
                     print(
                         f"{case:7} run {run + 1}: {args.calls} calls at {args.rate}/s, "

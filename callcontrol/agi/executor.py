@@ -5,8 +5,10 @@ the CDR (and the voicemail), written through the engine's spooled ports.
 Rules kept here:
 - decisions come from the same ``DirectionRouter`` as the ARI engine's, so
   both executors run the same pure plans (``decide_inbound``/``decide_outbound``);
-- ``CC_ACTION`` is set last: a request that fails half-way leaves the call
-  undecided, and the dialplan retries, then answers 503 (never a half plan);
+- ``CC_ACTION`` is set last, alone, once every other variable was confirmed
+  (those go in one ``EXEC MSet``: two round trips per decision): a request
+  that fails half-way leaves the call undecided, and the dialplan retries,
+  then answers 503 (never a half plan);
 - the hangup request is answered (its connection closed) at once, so the
   caller's final response is not held up; the CDR write and the voicemail
   delivery run as supervised jobs. The ledger is the spooling one: a database
@@ -39,7 +41,7 @@ from callcontrol.agi.plans import (
     parse_hangup_facts,
     plan_variables,
 )
-from callcontrol.agi.protocol import set_variable
+from callcontrol.agi.protocol import set_variable, set_variables
 from callcontrol.agi.server import AgiHandler, AgiSession
 from callcontrol.domain.call_events import CallRecord
 from callcontrol.domain.contract import safe_id
@@ -132,8 +134,8 @@ class AgiExecutor:
         action = variables.pop("CC_ACTION")
         self._remember(call_key, _Decided(routed, started))
         try:
-            for name, value in variables.items():
-                await session.command(set_variable(name, value))
+            if variables:
+                await session.command(set_variables(variables))
             await session.command(set_variable("CC_ACTION", action))
         except BaseException:
             self._decided.pop(call_key, None)

@@ -114,6 +114,23 @@ def set_variable(name: str, value: str) -> str:
     return f"SET VARIABLE {name} {quote(value)}"
 
 
+def set_variables(variables: dict[str, str]) -> str:
+    """One ``EXEC MSet`` setting every variable: one round trip for a whole plan
+    (res_agi reads one command per poll of its socket, so commands cannot be
+    pipelined). MSet splits on commas: a comma (or ``|``) in a value is
+    backslash-escaped for it, and ``quote`` escapes that backslash for AGI."""
+    for name in variables:
+        set_variable(name, "")  # the same name check
+    pairs = (f"{name}={_mset_escaped(value)}" for name, value in variables.items())
+    return f"EXEC MSet {quote(','.join(pairs))}"
+
+
+def _mset_escaped(value: str) -> str:
+    for special in ("\\", ",", "|"):
+        value = value.replace(special, "\\" + special)
+    return value
+
+
 def get_variable(name: str) -> str:
     return f"GET VARIABLE {quote(name)}"
 

@@ -27,6 +27,7 @@ import structlog
 from callcontrol.agi.protocol import (
     HANGUP_LINE,
     MAX_HEADER_BYTES,
+    AgiCommandError,
     AgiHeader,
     AgiProtocolError,
     AgiReply,
@@ -96,17 +97,23 @@ async def _read_line(reader: asyncio.StreamReader) -> str:
 async def read_header(
     reader: asyncio.StreamReader, *, max_bytes: int = MAX_HEADER_BYTES
 ) -> AgiHeader:
-    """The ``agi_*`` block up to its empty line; AgiProtocolError on EOF or excess."""
-    lines: list[str] = []
-    size = 0
-    while True:
-        line = await _read_line(reader)
-        size += len(line) + 1
-        if size > max_bytes:
-            raise AgiProtocolError(f"AGI header larger than {max_bytes} bytes")
-        if not line:
-            return AgiHeader.parse(lines)
-        lines.append(line)
+    """The ``agi_*`` block up to its empty line; AgiProtocolError on EOF or excess.
+
+    Read in one ``readuntil`` (the reader's limit is ``max_bytes``), not line by
+    line: a header is a score of lines, and this is once per request."""
+    first = (await _read_line(reader)).encode()
+    if not first.startswith(b"agi_"):  # not Asterisk (or an empty header): no waiting
+        raise AgiProtocolError(f"not an AGI header line: {first[:60]!r}")
+    try:
+        rest = await reader.readuntil(b"\n\n")
+    except asyncio.IncompleteReadError as exc:
+        raise AgiProtocolError("connection closed by Asterisk inside the header") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise AgiProtocolError(f"AGI header larger than {max_bytes} bytes") from exc
+    if len(first) + len(rest) > max_bytes:
+        raise AgiProtocolError(f"AGI header larger than {max_bytes} bytes")
+    text = rest.decode("utf-8", errors="replace").replace("\r", "")
+    return AgiHeader.parse([first.decode(), *text.rstrip("\n").split("\n")])
 
 
 class AgiServer:
@@ -184,7 +191,7 @@ class AgiServer:
         session = AgiSession(header, reader, writer, command_timeout_s=self._command_timeout)
         try:
             await handler(session)
-        except (AgiProtocolError, ConnectionError) as exc:
+        except (AgiProtocolError, AgiCommandError, ConnectionError) as exc:
             self.failures += 1
             log.warning("agi_request_failed", script=header.script, error=str(exc))
         except Exception:

@@ -111,9 +111,11 @@ async def test_a_decision_is_set_with_the_action_last_then_the_hangup_leaves_its
     executor, server, router, ledger, _, jobs = await running(tmp_path)
     commands = await asterisk_side(server.port, header("inbound", "17.1", "4930123456", ""))
     assert router.asked == [(CallDirection.INBOUND, "4930123456", "4915112345678")]
+    assert len(commands) == 2, "one MSet for the plan, then the action: two round trips"
+    assert commands[0].startswith('EXEC MSet "CC_STEPS=1,')
+    assert "CC_DIAL1=PJSIP/callcontrol-external/sip:a@127.0.0.3:5080," in commands[0]
+    assert "CC_VM_FILE=/srv/media/voicemail-agi/vm-17_1" in commands[0]
     assert commands[-1] == 'SET VARIABLE CC_ACTION "forward"'
-    assert 'SET VARIABLE CC_DIAL1 "PJSIP/callcontrol-external/sip:a@127.0.0.3:5080"' in commands
-    assert 'SET VARIABLE CC_VM_FILE "/srv/media/voicemail-agi/vm-17_1"' in commands
     now = datetime.now(UTC).timestamp()
     report = hangup_args(
         CC_STEP="1", CC_T1=f"{now - 3:.3f}", DIALSTATUS="ANSWER", DIALEDTIME_MS="3000",
@@ -133,8 +135,8 @@ async def test_a_request_failing_half_way_sets_no_action_so_the_dialplan_gives_5
     tmp_path: Path,
 ) -> None:
     executor, server, *_ = await running(tmp_path)
-    commands = await asterisk_side(server.port, header("inbound", "17.2", "4930123456"), fail_at=2)
-    assert len(commands) == 2 and not any("CC_ACTION" in c for c in commands)
+    commands = await asterisk_side(server.port, header("inbound", "17.2", "4930123456"), fail_at=1)
+    assert len(commands) == 1 and not any("CC_ACTION" in c for c in commands)
     assert executor.calls_decided == 0
     await server.close()
 
@@ -173,4 +175,3 @@ async def test_a_recorded_message_is_delivered_and_its_file_removed(tmp_path: Pa
     assert message["number_id"] == 7 and message["duration_s"] == 3 and message["audio"] == audio
     assert not recording.exists()
     await server.close()
-

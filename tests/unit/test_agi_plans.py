@@ -24,6 +24,7 @@ from callcontrol.agi.protocol import (
     AgiReply,
     quote,
     set_variable,
+    set_variables,
 )
 from callcontrol.domain.call_events import CallRecord
 from callcontrol.domain.callerid import E164, parse_e164
@@ -297,3 +298,8 @@ def test_values_are_quoted_so_they_stay_one_argument() -> None:
     assert set_variable("CALLERID(all)", '"" <+49>') == 'SET VARIABLE CALLERID(all) "\\"\\" <+49>"'
     with pytest.raises(ValueError):
         set_variable("A B", "x")
+
+
+def test_a_whole_plan_is_one_mset_whose_commas_stay_in_their_values() -> None:
+    command = set_variables({"CC_DIAL1": "PJSIP/a&PJSIP/b", "CC_X": "a,b", "CC_OPTS1": "L(3000)"})
+    assert command == 'EXEC MSet "CC_DIAL1=PJSIP/a&PJSIP/b,CC_X=a\\\\,b,CC_OPTS1=L(3000)"'
