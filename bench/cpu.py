@@ -213,7 +213,8 @@ def engine_process(
         extra["CALLCONTROL_SPOOL__PATH"] = str(workdir / f"spool-{root.name}.db")
     return Engine(
         wrapper=wrapper,
-        env=extra | {
+        env=extra
+        | {
             "CALLCONTROL_ENVIRONMENT": "test",
             "CALLCONTROL_DATABASE__URL": db_url,
             "CALLCONTROL_ARI__URL": fake.url,

@@ -120,6 +120,7 @@ class Row:
     probes_failed: int = 0
     spool_peak: float | None = None
     p99_answer_ms: float | None = None
+    p99_503_ms: float | None = None
     engine_rss_mb: float = 0.0
     asterisk_rss_mb: float = 0.0
     fault_start_s: float = 0.0
@@ -167,6 +168,9 @@ class Rig:
     hold_ms: tuple[int, int]
     clean_rate: int
     asterisk_pid: int = 0
+    engine_env: dict[str, str] = field(default_factory=dict)
+    engine_root: Path | None = None
+    """Run the engine from this source tree (a ``--baseline``), else from this checkout."""
 
     def engine(self, log_path: Path, ari_url: str | None = None) -> EngineProcess:
         box = self.sandbox
@@ -184,8 +188,10 @@ class Rig:
                 "CALLCONTROL_LOG_LEVEL": "info",
                 "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends
                 "CALLCONTROL_SPOOL__PATH": str(log_path.parent / "spool.db"),
+                **self.engine_env,
             },
             log_path=log_path,
+            cwd=self.engine_root,
         )
 
     def ari(self, path: str) -> object:
@@ -569,6 +575,13 @@ def count_calls(
     ]
     p99 = percentile(answer_ms, 99)
     row.p99_answer_ms = round(p99) if p99 is not None else None
+    refused_ms = [
+        (c.failed_at - c.placed_at) * 1000
+        for c in calls
+        if c.failed_code == 503 and c.failed_at is not None and c.placed_at is not None
+    ]
+    p99 = percentile(refused_ms, 99)
+    row.p99_503_ms = round(p99) if p99 is not None else None
     callers = [c for c in load.values() if c.answered_at and c.answered_at < fault_start]
     row.answered_before_fault = len(callers)
     ends = Counter(how_it_ended(c, hold_ms) for c in callers)
@@ -655,6 +668,7 @@ COLUMNS = (
     ("probes_failed", "probes failed"),
     ("spool_peak", "spool peak"),
     ("p99_answer_ms", "p99 answer ms"),
+    ("p99_503_ms", "p99 503 ms"),
     ("engine_rss_mb", "eng RSS MB"),
     ("asterisk_rss_mb", "ast RSS MB"),
 )
@@ -688,6 +702,18 @@ def table(rows: list[Row]) -> str:
 # ---- main -------------------------------------------------------------------------
 
 
+def export_revision(rev: str, workdir: Path) -> Path:
+    """``git archive REV`` of this repository into the work folder (its engine is
+    run from there with this virtualenv, as ``bench.cpu --baseline`` does)."""
+    target = workdir / f"rev-{rev.replace('/', '_')}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.faults", description=__doc__.split("\n")[0]
@@ -702,6 +728,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller and shorter (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also run every case with the engine of this git revision, in turns (same run)",
+    )
+    parser.add_argument(
+        "--engine-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for every engine, e.g. CALLCONTROL_CALLS__MAX_CALL_RATE=150",
+    )
     return parser.parse_args(argv)
 
 
@@ -742,9 +781,18 @@ def main(argv: list[str] | None = None) -> int:
             rig = Rig(
                 workdir, sandbox, db, timing, rate, (int(low * 1000), int(high * 1000)),
                 clean_rate, asterisk_pid=sandbox.pid,
+                engine_env=dict(item.split("=", 1) for item in args.engine_env),
             )  # fmt: skip
-            for index, case in enumerate(cases, start=1):
+            extra_env = rig.engine_env
+            variants: list[tuple[str, Path | None]] = [("", None)]
+            if args.baseline:
+                base = export_revision(args.baseline, workdir)
+                variants = [(f" @{args.baseline}", base), (" @HEAD", None)]
+            runs = [(case, name, root) for case in cases for name, root in variants]
+            for index, (case, name, root) in enumerate(runs, start=1):
                 started = time.monotonic()
+                # A baseline engine may not know this checkout's newer settings.
+                rig.engine_root, rig.engine_env = root, ({} if root else extra_env)
                 try:
                     row = run_case(rig, case, index)
                 except Exception as exc:  # one broken case must not lose the others
@@ -752,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                     box = rig.sandbox
                     with suppress(Exception):
                         clear_asterisk(box.ari_base_url, box.ari_username, box.ari_password)
+                row.case += name
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
                 for note in row.notes:

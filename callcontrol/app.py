@@ -31,7 +31,14 @@ from callcontrol.db.engine import create_engine, session_factory
 from callcontrol.domain.call_events import ObservedCall
 from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
-from callcontrol.engine.admission import Admission, AdmissionLimits, SheddingRouter
+from callcontrol.engine.admission import (
+    Admission,
+    AdmissionLimits,
+    DialplanShedding,
+    ShedController,
+    SheddingRouter,
+    ShedPolicy,
+)
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
@@ -56,6 +63,12 @@ from callcontrol.notify.mailer import SmtpMailer
 from callcontrol.notify.reminder_calls import AriReminderCaller
 from callcontrol.notify.retrying_mailer import SpoolingMailer, replay_mails
 from callcontrol.notify.voicemail import MailingVoicemailBox
+from callcontrol.repositories.breaker import (
+    GuardedNumberDirectory,
+    GuardedSipAccountDirectory,
+    LookupGuard,
+)
+from callcontrol.repositories.call_journal import CallJournal
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
@@ -74,6 +87,7 @@ from callcontrol.repositories.spooling import (
     SpoolingLedger,
     SpoolingVoicemailBox,
     SpoolReplayer,
+    recover_journal,
     replay_calls,
     replay_voicemails,
 )
@@ -111,15 +125,22 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
 def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DirectionRouter:
     """Inbound calls by the DID's state, outbound calls by the SIP account's."""
     policy = routing_policy(settings)
-    directory: NumberDirectory = SqlNumberDirectory(
-        sessions=sessions, media=settings.media, policy=destination_policy(settings)
+    guard = LookupGuard(
+        timeout_s=settings.calls.lookup_timeout_ms / 1000,
+        open_s=settings.calls.lookup_retry_after_ms / 1000,
+    )
+    directory: NumberDirectory = GuardedNumberDirectory(
+        SqlNumberDirectory(
+            sessions=sessions, media=settings.media, policy=destination_policy(settings)
+        ),
+        guard,
     )
     if settings.calls.routing_cache_s > 0:
         directory = FallbackNumberDirectory(directory, max_age_s=settings.calls.routing_cache_s)
     return DirectionRouter(
         inbound=InboundRouter(directory=directory, policy=policy),
         outbound=OutboundRouter(
-            accounts=SqlSipAccountDirectory(sessions=sessions),
+            accounts=GuardedSipAccountDirectory(SqlSipAccountDirectory(sessions=sessions), guard),
             policy=OutboundPolicy(
                 endpoints=policy.endpoints,
                 ring_timeout_s=settings.calls.outbound_ring_timeout_s,
@@ -178,6 +199,8 @@ async def _spool(app: web.Application) -> AsyncIterator[None]:
     settings, spool, mailer = app[SETTINGS], app[SPOOL], app[MAILER]
     part = settings.spool
     await spool.open()
+    journal = CallJournal.beside(settings.spool.path)
+    await recover_journal(journal, spool)  # a killed engine's last calls, replayed idempotently
     sessions = app[SESSIONS]
     sql_ledger = SqlCallLedger(sessions=sessions)
     box = MailingVoicemailBox(sessions=sessions, media_root=settings.media.root, mailer=mailer)
@@ -201,7 +224,9 @@ async def _spool(app: web.Application) -> AsyncIterator[None]:
     ]  # fmt: skip
     app[SPOOLED] = SpooledPorts(
         spool=spool,
-        ledger=SpoolingLedger(sql_ledger, spool=spool, writes=writes, timeout_s=part.db_timeout_s),
+        ledger=SpoolingLedger(
+            sql_ledger, spool=spool, writes=writes, timeout_s=part.db_timeout_s, journal=journal
+        ),
         voicemail=SpoolingVoicemailBox(box, spool=spool),
     )
     for replayer in replayers:
@@ -212,6 +237,7 @@ async def _spool(app: web.Application) -> AsyncIterator[None]:
     await tasks.close()
     await writes.drain(seconds=5.0)  # CDR writes that outlived their call's wait
     await writes.close()
+    journal.close()
     await spool.close()
 
 
@@ -238,9 +264,13 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         max_ari_in_flight=settings.calls.max_ari_in_flight,
         max_ari_latency_s=settings.calls.max_ari_latency_ms / 1000,
     )
-    shedding = SheddingRouter(
-        inner=call_router(settings, sessions),
-        admission=Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client),
+    admission = Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client)
+    shedding = SheddingRouter(inner=call_router(settings, sessions), admission=admission)
+    dialplan_shedding = DialplanShedding(
+        client,
+        ari_settings.app,
+        controller=ShedController(ShedPolicy(max_call_rate=settings.calls.max_call_rate)),
+        congested=lambda: admission.refusal() is not None,
     )
     router = TimedRouter(shedding, metrics=metrics)
     spooled = app[SPOOLED]
@@ -300,7 +330,13 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         on_replaced=on_replaced,
     )
     engine = CallEngine(
-        dispatcher=dispatcher, stream=stream, calls=calls, jobs=jobs, lease=lease, router=shedding
+        dispatcher=dispatcher,
+        stream=stream,
+        calls=calls,
+        jobs=jobs,
+        lease=lease,
+        router=shedding,
+        dialplan_shedding=dialplan_shedding,
     )
     app[ENGINE] = engine
     background = [
@@ -311,6 +347,10 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
                 ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
             ),
             name="call-watchdog",
+        ),
+        jobs.spawn(
+            dialplan_shedding.run(serving=lambda: stream.connected and lease.held),
+            name="dialplan-shedding",
         ),
     ]
     yield

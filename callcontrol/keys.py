@@ -9,7 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callcontrol.ari.stream import AriEventStream
-from callcontrol.engine.admission import SheddingRouter
+from callcontrol.engine.admission import DialplanShedding, SheddingRouter
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
 from callcontrol.engine.supervisor import TaskSupervisor
@@ -27,6 +27,7 @@ class CallEngine:
     jobs: TaskSupervisor
     lease: AppLease
     router: SheddingRouter
+    dialplan_shedding: DialplanShedding
 
 
 SETTINGS = web.AppKey("settings", Settings)

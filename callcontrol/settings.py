@@ -105,11 +105,21 @@ class CallSettings(_Part):
     routing_cache_s: float = Field(default=0.0, ge=0, le=300)
     """0: off. Otherwise a number's last snapshot, if younger than this, is used
     when the database cannot be read (``repositories/routing_cache.py``)."""
+    lookup_timeout_ms: int = Field(default=500, ge=10, le=30_000)
+    """A routing lookup not answered within this gets 503 (``repositories/breaker.py``)."""
+    lookup_retry_after_ms: int = Field(default=1000, ge=10, le=60_000)
+    """After a failed lookup, new calls get 503 at once for this long, then one
+    lookup tries the database again."""
     # Admission control (engine/admission.py): beyond any of these a new call
     # gets 503 at once, without a database lookup.
     max_active_calls: int = Field(default=2000, ge=1)
     max_ari_in_flight: int = Field(default=150, ge=1)
     max_ari_latency_ms: int = Field(default=1000, ge=1)
+    max_call_rate: float = Field(default=0.0, ge=0)
+    """New calls per second let through to Stasis at most (0: no fixed ceiling).
+    Beyond it, and while the limits above are exceeded (the ceiling then falls
+    below the rate admitted), the dialplan turns the excess away with 503 before
+    Stasis (``[callcontrol-admission]``), at no cost to the engine."""
     executor: Literal["ari", "agi"] = "ari"
     """Who carries the routing plans out: the ARI engine (Stasis) or Asterisk's
     own dialplan, asked over FastAGI (``settings.agi``; README "Executors")."""

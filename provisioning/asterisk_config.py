@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from callcontrol.domain.contract import INBOUND_CONTEXT, OUTBOUND_CONTEXT, REJECT_CONTEXT
+from callcontrol.domain.contract import (
+    INBOUND_CONTEXT,
+    OUTBOUND_CONTEXT,
+    REJECT_CONTEXT,
+    app_variable,
+)
 from provisioning.settings import AsteriskSettings
 
 CARRIER_ENDPOINT = "callcontrol-carrier"
@@ -194,7 +199,12 @@ def _check(plan: AsteriskPlan) -> None:
 
 
 def _fill(text: str, plan: AsteriskPlan, source: str) -> str:
-    values = {"ARI_APP": plan.app, "AGI_HOST": plan.agi_host, "AGI_PORT": str(plan.agi_port)}
+    values = {
+        "ARI_APP": plan.app,
+        "APP_VAR": app_variable("", plan.app),
+        "AGI_HOST": plan.agi_host,
+        "AGI_PORT": str(plan.agi_port),
+    }
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -51,6 +51,26 @@ def stasis_args(app: str, app_data: str) -> tuple[str, ...] | None:
     return parts[1:]
 
 
+# ---- global variables shared with the dialplan ----------------------------------
+
+
+def app_variable(prefix: str, app: str) -> str:
+    """The name of a per-app global variable: ``<prefix><app>`` with every
+    character outside ``[A-Za-z0-9]`` made ``_`` (the dialplan's ``{{APP_VAR}}``)."""
+    return prefix + re.sub(r"[^A-Za-z0-9]", "_", app)
+
+
+LEASE_VARIABLE = "CALLCONTROL_LEASE_"
+"""Which engine serves the app (``engine/lease.py``)."""
+SHED_VARIABLE = "CALLCONTROL_SHED_"
+"""``<until epoch s>,<permille>``: until that second the dialplan turns away that
+share of new calls with ``Hangup(34)`` (503) before ``Stasis()`` (``engine/admission.py``)."""
+OFFERED_VARIABLE = "CALLCONTROL_OFFERED_"
+"""Count of new calls the dialplan has seen (it adds one per call)."""
+SHED_COUNT_VARIABLE = "CALLCONTROL_SHEDDED_"
+"""Count of new calls the dialplan turned away by ``SHED_VARIABLE``."""
+
+
 # ---- ids ------------------------------------------------------------------------
 
 _LEG_ID = re.compile(r"^(?P<call>.+)-leg(?P<position>[12])$")

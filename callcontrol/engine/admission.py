@@ -14,10 +14,25 @@ rules it keeps:
   admitted call would make it later for all the others;
 - nothing is remembered: once the load drops the measures drop, and calls are
   admitted again by themselves.
+
+Refusing a call in the engine still costs Asterisk a channel in Stasis, an
+event and a REST request. Under a burst of several hundred calls a second that
+is enough to saturate Asterisk itself, so the engine also sheds *before*
+Stasis: ``ShedController`` turns the offered rate (counted by the dialplan) and
+a ceiling into the share of new calls the dialplan turns away with 503, and
+``DialplanShedding`` publishes it as the global variable
+``contract.SHED_VARIABLE`` that ``[callcontrol-admission]`` reads. The ceiling
+is ``max_call_rate`` (calls/s, 0 = none) and drops multiplicatively while
+``Admission`` reports congestion, climbing back additively once it is gone
+(AIMD). Every published value carries its own expiry, so an engine that stops
+or dies stops shedding within ``HOLD_S`` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +41,8 @@ from typing import Protocol
 import structlog
 
 from callcontrol.ari import events as ari
+from callcontrol.ari.errors import AriError
+from callcontrol.domain import contract
 from callcontrol.engine.routers import DirectionRouter, RoutedCall
 
 log = structlog.get_logger(__name__)
@@ -82,3 +99,138 @@ class SheddingRouter:
             log.warning("calls_shed", reason=reason)
         self.shed[reason] += 1
         return self._inner.refuse(start, reason)
+
+
+# ---- shedding before Stasis ---------------------------------------------------
+
+TICK_S = 0.5
+"""How often the offered rate is read and the shed share published."""
+HOLD_S = 2
+"""How long a published share holds in Asterisk without being renewed."""
+MAX_PERMILLE = 990
+"""Never shed every call: a few still reach the engine, so it sees the load."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShedPolicy:
+    max_call_rate: float = 0.0
+    """Calls per second let through to Stasis at most; 0 = no fixed ceiling."""
+    floor_rate: float = 5.0
+    """The ceiling never drops below this while congested."""
+    backoff: float = 0.7
+    """Ceiling multiplier per congested tick."""
+    recovery: float = 0.1
+    """Share of the highest ceiling regained per healthy tick."""
+
+
+class ShedController:
+    """Pure: from the dialplan's offered-calls counter and a congestion flag, per
+    tick, the permille of new calls to turn away before Stasis."""
+
+    def __init__(self, policy: ShedPolicy) -> None:
+        self._policy = policy
+        self._last: tuple[int, float] | None = None
+        self.offered_rate = 0.0
+        """Calls/s offered to the dialplan: the last tick's when it rose, else halfway."""
+        self.ceiling = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
+        self.permille = 0
+
+    def update(self, offered_total: int, now: float, *, congested: bool) -> int:
+        last, self._last = self._last, (offered_total, now)
+        if last is None or now <= last[1]:
+            return self.permille
+        # A counter that went back: Asterisk restarted; this tick measures nothing.
+        rate = max(0, offered_total - last[0]) / (now - last[1])
+        # Fast attack, slow release: a burst is shed from its first tick on; the
+        # estimate falls by halves once it is over (no flapping at its end).
+        self.offered_rate = rate if rate >= self.offered_rate else (self.offered_rate + rate) / 2
+        policy = self._policy
+        top = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
+        admitted = self.offered_rate * (1 - self.permille / 1000)
+        if congested:
+            self.ceiling = max(policy.floor_rate, min(self.ceiling, admitted) * policy.backoff)
+        elif self.ceiling < top:
+            step = policy.recovery * (top if top != math.inf else max(self.ceiling, 10.0))
+            self.ceiling += step
+            if top == math.inf and self.ceiling > 2 * self.offered_rate:
+                self.ceiling = math.inf  # far above the load: no ceiling at all
+            self.ceiling = min(self.ceiling, top)
+        if self.offered_rate <= self.ceiling:
+            self.permille = 0
+        else:
+            share = 1 - self.ceiling / self.offered_rate
+            self.permille = min(MAX_PERMILLE, max(0, round(share * 1000)))
+        return self.permille
+
+
+class GlobalVariables(Protocol):
+    async def get_global_variable(self, name: str) -> str: ...
+    async def set_global_variable(self, name: str, value: str) -> None: ...
+
+
+class DialplanShedding:
+    """Publishes ``ShedController``'s share for the dialplan, every ``TICK_S``
+    while this engine serves the app (connected and holding the lease)."""
+
+    def __init__(
+        self,
+        asterisk: GlobalVariables,
+        app: str,
+        *,
+        controller: ShedController,
+        congested: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._asterisk = asterisk
+        self._controller = controller
+        self._congested = congested
+        self._clock = clock
+        self._shed_var = contract.app_variable(contract.SHED_VARIABLE, app)
+        self._offered_var = contract.app_variable(contract.OFFERED_VARIABLE, app)
+        self._count_var = contract.app_variable(contract.SHED_COUNT_VARIABLE, app)
+        self._published = 0
+        self._count_seen: int | None = None
+        self.shed_total = 0
+        """Calls the dialplan turned away while this engine watched (from its counter)."""
+
+    @property
+    def permille(self) -> int:
+        return self._controller.permille
+
+    async def tick(self) -> None:
+        offered = _counter(await self._asterisk.get_global_variable(self._offered_var))
+        now = self._clock()
+        permille = self._controller.update(offered, now, congested=self._congested())
+        if permille or self._published:
+            value = f"{int(now) + HOLD_S},{permille}" if permille else ""
+            await self._asterisk.set_global_variable(self._shed_var, value)
+            if permille and not self._published:
+                log.warning(
+                    "calls_shed_in_dialplan",
+                    permille=permille,
+                    offered_per_s=round(self._controller.offered_rate, 1),
+                    ceiling_per_s=round(self._controller.ceiling, 1),
+                )
+            elif self._published and not permille:
+                log.info("calls_shed_in_dialplan_stopped", shed_total=self.shed_total)
+            self._published = permille
+        counted = _counter(await self._asterisk.get_global_variable(self._count_var))
+        if self._count_seen is None or counted < self._count_seen:  # first, or Asterisk restarted
+            self._count_seen = counted
+        self.shed_total += counted - self._count_seen
+        self._count_seen = counted
+
+    async def run(self, serving: Callable[[], bool]) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            if not serving():
+                self._published = 0  # whatever was published runs out by itself
+                continue
+            try:
+                await self.tick()
+            except (TimeoutError, AriError) as exc:
+                log.warning("shed_publish_failed", error=str(exc) or type(exc).__name__)
+
+
+def _counter(text: str) -> int:
+    return int(text) if text.strip().isdigit() else 0

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import time
 import uuid
@@ -40,6 +39,7 @@ from typing import Protocol
 import structlog
 
 from callcontrol.ari.errors import AriError
+from callcontrol.domain import contract
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ class AppLease:
         alive: Callable[[int], bool] = _callcontrol_running,
     ) -> None:
         self._store = store
-        self.variable = "CALLCONTROL_LEASE_" + re.sub(r"[^A-Za-z0-9]", "_", app)
+        self.variable = contract.app_variable(contract.LEASE_VARIABLE, app)
         self.holder = holder or holder_id()
         self._host = self.holder.split("/", 1)[0]
         self._ttl_s = ttl_s

@@ -83,6 +83,11 @@ class AriPort(Protocol):
     def app(self) -> str: ...
 
 
+class LookupUnavailable(Exception):
+    """A lookup refused at once or cut short: the database is away or too slow
+    (``repositories/breaker.py``). The call gets 503; no traceback is logged."""
+
+
 class NumberDirectory(Protocol):
     """Looks a DID up for the call path."""
 

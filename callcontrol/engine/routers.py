@@ -28,7 +28,7 @@ from callcontrol.domain.contract import (
 from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
 from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
 from callcontrol.domain.vocabulary import CallDirection
-from callcontrol.engine.ports import NumberDirectory, SipAccountDirectory
+from callcontrol.engine.ports import LookupUnavailable, NumberDirectory, SipAccountDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +91,9 @@ class InboundRouter:
             return routed
         try:
             snapshot = await self._directory.snapshot(did)
+        except LookupUnavailable as exc:
+            log.warning("number_lookup_failed", error=str(exc))
+            return replace(routed, decision=Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"))
         except Exception:
             log.exception("number_lookup_failed")
             return replace(routed, decision=Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"))
@@ -122,6 +125,9 @@ class OutboundRouter:
             rate = None
             if facts is not None and destination is not None:
                 rate = await self._accounts.rate_for(str(destination).lstrip("+"))
+        except LookupUnavailable as exc:
+            log.warning("sip_account_lookup_failed", login=login, error=str(exc))
+            return routed
         except Exception:
             log.exception("sip_account_lookup_failed", login=login)
             return routed

@@ -4,6 +4,9 @@
 ``VoicemailBox``) wrap the database adapters; the composition root puts them
 in front. The rules they keep:
 
+- Before anything else the record is written to the ``CallJournal`` (a plain
+  file, ``call_journal.py``), and marked done there once it is committed or
+  spooled: an engine killed in between leaves it for the next one to recover.
 - A CDR is handed to the real ledger and waited for at most ``timeout_s``
   (2 s): a call's task is never held longer. If the write failed or is still
   running, the record is journaled in the spool and ``record_call`` returns;
@@ -38,6 +41,7 @@ import structlog
 from callcontrol.domain.call_events import CallRecord
 from callcontrol.engine.ports import CallLedger, VoicemailBox
 from callcontrol.engine.supervisor import TaskSupervisor
+from callcontrol.repositories.call_journal import CallJournal
 from callcontrol.repositories.spool import DATABASE_QUEUE, Spool, SpoolEntry, SpoolKind
 from callcontrol.repositories.spool_codec import (
     VoicemailWork,
@@ -161,14 +165,31 @@ class SpoolingLedger:
     """A ``CallLedger`` that journals a CDR the database cannot take within ``timeout_s``."""
 
     def __init__(
-        self, ledger: CallLedger, *, spool: Spool, writes: TaskSupervisor, timeout_s: float
+        self,
+        ledger: CallLedger,
+        *,
+        spool: Spool,
+        writes: TaskSupervisor,
+        timeout_s: float,
+        journal: CallJournal | None = None,
     ) -> None:
         self._ledger = ledger
         self._spool = spool
         self._writes = writes
         self._timeout_s = timeout_s
+        self._journal_file = journal
 
     async def record_call(self, record: CallRecord) -> None:
+        """The record is in the write-ahead journal (if any) until it is committed
+        or spooled: an engine killed meanwhile leaves it there for ``recover``."""
+        if self._journal_file is None:
+            await self._record(record)
+            return
+        token = self._journal_file.append(record)
+        await self._record(record)
+        self._journal_file.done(token)  # not reached if the spool itself failed
+
+    async def _record(self, record: CallRecord) -> None:
         if self._spool.pending(DATABASE_QUEUE):
             await self._journal(record, "the spool is not empty")
             return
@@ -200,6 +221,17 @@ class SpoolingLedger:
     async def _journal(self, record: CallRecord, reason: str) -> None:
         await self._spool.append(SpoolKind.CDR, f"cdr:{record.call_id}", encode_call(record))
         log.warning("cdr_spooled", call_id=record.call_id, reason=reason[:300])
+
+
+async def recover_journal(journal: CallJournal, spool: Spool) -> int:
+    """At start-up: the records a killed engine left in its write-ahead journal go
+    into the spool (a key already there is a no-op), whose replay writes each CDR
+    that is not in the database yet. Returns how many records were found."""
+    records = journal.recover()
+    for record in records:
+        await spool.append(SpoolKind.CDR, f"cdr:{record.call_id}", encode_call(record))
+    journal.discard_recovered()
+    return len(records)
 
 
 def replay_calls(ledger: CallLedger) -> Replay:

@@ -93,7 +93,13 @@ class _Scrape:
         )
         for reason in ("overload_calls", "overload_ari_backlog", "overload_ari_slow"):
             shed.add_metric([reason], self._engine.router.shed[reason])
+        shed.add_metric(["dialplan"], self._engine.dialplan_shedding.shed_total)
         yield shed
+        yield GaugeMetricFamily(
+            "callcontrol_dialplan_shed_permille",
+            "Share of new calls the dialplan turns away before Stasis (per mille)",
+            value=self._engine.dialplan_shedding.permille,
+        )
         yield CounterMetricFamily(
             "callcontrol_orphan_bridges_destroyed",
             "Bridges of ours no call owned, destroyed by reconciliation",

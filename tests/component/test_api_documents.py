@@ -232,8 +232,12 @@ async def test_only_the_operator_records_transfers_and_bad_amounts_are_named(api
     owner = await api.customer(balance_minor=0)
     url = f"/api/v1/accounts/{owner.account_id}/bank-payments"
     assert (await api.client.post(url, json=payment(), headers=owner.headers)).status == 403
-    for bad in ({**payment(), "amount_minor": 1.5}, {**payment(), "amount_minor": 0},
-                {**payment(), "reference": "bad ref"}, {**payment(), "received_on": "28.11.2026"}):
+    for bad in (
+        {**payment(), "amount_minor": 1.5},
+        {**payment(), "amount_minor": 0},
+        {**payment(), "reference": "bad ref"},
+        {**payment(), "received_on": "28.11.2026"},
+    ):
         answer = await api.client.post(url, json=bad, headers=api.operator)
         assert answer.status == 422, bad
         assert (await answer.json())["error"] == "invalid_input"
@@ -251,7 +255,8 @@ async def test_the_invoice_shows_fees_per_number_minutes_and_the_total(api: Api)
     assert doc["number"].startswith("INV-") and doc["total_minor"] == 503
     content = doc["content"]
     assert [(li["description"], li["quantity"], li["amount_minor"]) for li in content["lines"]] == [
-        (f"Monthly fee {did}", "1", 500), ("PSTN calls (forwarding and outbound)", "1.50", 3),
+        (f"Monthly fee {did}", "1", 500),
+        ("PSTN calls (forwarding and outbound)", "1.50", 3),
     ]
     assert content["account"]["legal_name"] == COMPANY["legal_name"]
     assert content["paid"]["amount_minor"] == 5000
@@ -310,7 +315,8 @@ async def test_numbers_never_repeat_nor_skip_under_concurrent_issues(api: Api) -
               ("2026-10-01", "2026-10-31")]  # fmt: skip
     requests = [
         issue(api, o, "invoice", period={"period_from": a, "period_to": b})
-        for o in owners for a, b in months
+        for o in owners
+        for a, b in months
     ] * 2  # every document asked twice at once
     answers = await asyncio.gather(*requests)
     assert {a.status for a in answers} == {201}
@@ -333,12 +339,15 @@ async def test_a_failed_issue_gives_no_number_away(api: Api) -> None:
 async def test_a_document_for_a_period_not_yet_ended_or_a_bad_kind_is_refused(api: Api) -> None:
     owner = await api.customer()
     today = datetime.now(UTC).date().isoformat()
-    open_period = await issue(api, owner, "invoice",
-                              period={"period_from": "2026-11-01", "period_to": today})
+    open_period = await issue(
+        api, owner, "invoice", period={"period_from": "2026-11-01", "period_to": today}
+    )
     assert open_period.status == 422
     assert (await open_period.json())["details"][0]["field"] == "body.period_to"
-    for body in ({"kind": "receipt", **NOV}, {"kind": "invoice", "period_from": "2026-11-30",
-                                              "period_to": "2026-11-01"}):
+    for body in (
+        {"kind": "receipt", **NOV},
+        {"kind": "invoice", "period_from": "2026-11-30", "period_to": "2026-11-01"},
+    ):
         answer = await api.client.post(f"/api/v1/accounts/{owner.account_id}/documents",
                                        json=body, headers=owner.headers)  # fmt: skip
         assert answer.status == 422, body

@@ -188,8 +188,15 @@ async def _fingerprint(api: Api, v: Victim) -> tuple[Any, ...]:
         counts = [
             await session.scalar(sa.select(sa.func.count()).select_from(t))
             for t in (
-                MediaFile, VoicemailMessage, SipAccount, ForwardingDestination,
-                Document, BankPayment, CompanyProfile, AccountContact, NumberDocument,
+                MediaFile,
+                VoicemailMessage,
+                SipAccount,
+                ForwardingDestination,
+                Document,
+                BankPayment,
+                CompanyProfile,
+                AccountContact,
+                NumberDocument,
             )
         ]
         digest = await session.scalar(sa.select(SipAccount.password_digest))

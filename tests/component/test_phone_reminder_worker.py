@@ -245,8 +245,15 @@ class FakeAri:
     def __init__(self) -> None:
         self.requests: list[tuple[str, Any]] = []
 
-    async def originate(self, endpoint: str, channel_id: str, *, app_args: str | None = None,
-                        caller_id: str | None = None, timeout_s: int | None = None) -> Channel:
+    async def originate(
+        self,
+        endpoint: str,
+        channel_id: str,
+        *,
+        app_args: str | None = None,
+        caller_id: str | None = None,
+        timeout_s: int | None = None,
+    ) -> Channel:
         self.requests.append(("originate", (endpoint, channel_id, caller_id, timeout_s)))
         return event("StasisStart", channel__id=channel_id).channel  # type: ignore[no-any-return]
 
@@ -272,8 +279,14 @@ async def test_an_answered_reminder_call_plays_the_notice_then_hangs_up() -> Non
     await asyncio.sleep(0)
     caller.on_event(event("StasisStart", channel__id="rem-1"))
     await asyncio.sleep(0.01)
-    caller.on_event(event("PlaybackFinished", playback__id="rem-1-notice",
-                          playback__target_uri="channel:rem-1", playback__state="done"))
+    caller.on_event(
+        event(
+            "PlaybackFinished",
+            playback__id="rem-1-notice",
+            playback__target_uri="channel:rem-1",
+            playback__state="done",
+        )
+    )
     await asyncio.sleep(0.01)
     caller.on_event(event("StasisStart", channel__id="someone-else"))  # not ours: ignored
     caller.on_event(event("ChannelDestroyed", channel__id="rem-1", cause=16))

@@ -48,6 +48,7 @@ from callcontrol.domain.vocabulary import (
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.notify.retrying_mailer import SpoolingMailer
 from callcontrol.notify.voicemail import MailingVoicemailBox
+from callcontrol.repositories.call_journal import CallJournal
 from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.spool import DATABASE_QUEUE, Spool, SpoolEntry, SpoolKind
 from callcontrol.repositories.spool_codec import decode_call, encode_call
@@ -56,6 +57,7 @@ from callcontrol.repositories.spooling import (
     SpoolingLedger,
     SpoolingVoicemailBox,
     SpoolReplayer,
+    recover_journal,
     replay_calls,
     replay_voicemails,
 )
@@ -529,3 +531,113 @@ async def test_a_replay_that_loses_the_race_to_a_late_live_write_counts_as_done(
     replays = {SpoolKind.CDR: replay_calls(raced)}
     assert await replayer(spool, replays).replay_once(await spool.oldest(DATABASE_QUEUE))
     assert raced.calls == 2 and spool.depth.total == 0
+
+
+# -- the write-ahead call journal ------------------------------------------------------
+
+KILLED_IN_THE_BATCH_WINDOW = """
+import asyncio, os, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from callcontrol.db.engine import create_engine, session_factory
+from callcontrol.engine.supervisor import TaskSupervisor
+from callcontrol.repositories.call_journal import CallJournal
+from callcontrol.repositories.cdrs import SqlCallLedger
+from callcontrol.repositories.spool import Spool
+from callcontrol.repositories.spool_codec import decode_call
+from callcontrol.repositories.spooling import SpoolingLedger
+from callcontrol.settings import DatabaseSettings
+
+async def main():
+    spool = Spool(Path(sys.argv[1]))
+    await spool.open()
+    engine = create_engine(DatabaseSettings(url=sys.argv[2]))
+    # A long group-commit window: the CDRs wait in memory when the engine dies.
+    sql = SqlCallLedger(sessions=session_factory(engine), linger_s=30)
+    ledger = SpoolingLedger(sql, spool=spool, writes=TaskSupervisor("w"), timeout_s=60,
+                            journal=CallJournal.beside(Path(sys.argv[1])))
+    records = [decode_call(line.encode()) for line in sys.argv[3:]]
+    tasks = [asyncio.create_task(ledger.record_call(r)) for r in records]
+    await asyncio.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_cdrs_waiting_for_their_batch_when_the_engine_is_killed_are_recovered_once(
+    db_session: async_sessionmaker[AsyncSession], fresh_db_url: str, tmp_path: Path
+) -> None:
+    account = await new_account(db_session)
+    path = tmp_path / "spool.db"
+    calls = [pstn_call(f"call-w{n}", account) for n in range(3)]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", KILLED_IN_THE_BATCH_WINDOW, str(path), fresh_db_url,
+         *(encode_call(c).decode() for c in calls)],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert all([await cdr_count(db_session, c.call_id) for c in calls]) is False
+    # The next engine starts: the journal's records go to the spool and are replayed.
+    for attempt in range(2):  # the second start finds nothing more to do
+        restarted = Spool(path)
+        await restarted.open()
+        journal = CallJournal.beside(path)
+        assert await recover_journal(journal, restarted) == (3 if attempt == 0 else 0)
+        replays = {SpoolKind.CDR: replay_calls(SqlCallLedger(sessions=db_session, linger_s=0))}
+        if restarted.depth.total:
+            assert await replayer(restarted, replays).replay_once(
+                await restarted.oldest(DATABASE_QUEUE, limit=10)
+            )
+        assert restarted.depth.total == 0
+        await restarted.close()
+    for call in calls:
+        assert await cdr_count(db_session, call.call_id) == 1
+    assert await call_charges(db_session, account) == [-13, -13, -13]
+
+
+async def test_a_recovered_record_already_in_the_database_is_not_stored_twice(
+    db_session: async_sessionmaker[AsyncSession], spool: Spool, tmp_path: Path
+) -> None:
+    """Killed after the commit but before ``done``: the record is in both places."""
+    account = await new_account(db_session)
+    folder = tmp_path / "journal"
+    killed = CallJournal(folder)
+    killed.recover()
+    killed.append(pstn_call("call-both", account))  # never marked done: the process "died"
+    await SqlCallLedger(sessions=db_session, linger_s=0).record_call(
+        pstn_call("call-both", account)
+    )
+    journal = CallJournal(folder)
+    assert await recover_journal(journal, spool) == 1
+    replays = {SpoolKind.CDR: replay_calls(SqlCallLedger(sessions=db_session, linger_s=0))}
+    assert await replayer(spool, replays).replay_once(await spool.oldest(DATABASE_QUEUE))
+    assert await cdr_count(db_session, "call-both") == 1
+    assert await call_charges(db_session, account) == [-13]
+
+
+def test_the_journal_keeps_only_segments_with_records_not_yet_safe(tmp_path: Path) -> None:
+    journal = CallJournal(tmp_path, segment_records=2)
+    assert journal.recover() == []
+    tokens = [journal.append(pstn_call(f"c{n}", 1)) for n in range(5)]  # segments 1, 1, 2, 2, 3
+    assert len(list(tmp_path.glob("*.journal"))) == 3
+    for token in tokens[:2]:
+        journal.done(token)
+    assert len(list(tmp_path.glob("*.journal"))) == 2  # segment 1 is safe: gone
+    journal.done(tokens[4])
+    assert journal.outstanding == 2
+    journal.close()  # a clean stop keeps what is not safe yet
+    left = CallJournal(tmp_path).recover()
+    assert [r.call_id for r in left] == ["c2", "c3"]
+
+
+def test_a_torn_line_is_skipped_and_the_other_records_are_recovered(tmp_path: Path) -> None:
+    journal = CallJournal(tmp_path)
+    journal.recover()
+    journal.append(pstn_call("whole", 1))
+    journal.close()
+    [segment] = tmp_path.glob("*.journal")
+    with segment.open("ab") as handle:
+        handle.write(encode_call(pstn_call("torn", 1))[:40])  # a write cut short by a power cut
+    assert [r.call_id for r in CallJournal(tmp_path).recover()] == ["whole"]

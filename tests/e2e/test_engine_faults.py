@@ -6,7 +6,9 @@
   as the engine is back; nothing is left in Asterisk;
 - a second engine with the same app name stands by instead of taking the app;
   when the first is killed, it takes the calls over;
-- the ARI socket cut under the engine: not one call fails.
+- the ARI socket cut under the engine: not one call fails;
+- calls beyond the engine's capacity get 503 at once: beyond its calls in
+  progress from the engine, beyond its call rate from the dialplan before Stasis.
 
 Each test places a small load (about 20 live calls, held 9 s by the far ends,
 ``far_answer_hold.xml``: a BYE from Asterisk before that fails the far end's
@@ -19,6 +21,7 @@ import base64
 import json
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +29,11 @@ import pytest
 from support.asterisk import AsteriskSandbox
 from support.data import Seeder
 from support.engine import EngineProcess
+from support.fault_calls import caller_scenario, parse_log
 from support.faults import AriProxy
 from support.sipp import Sipp
 
+from callcontrol.domain.contract import app_variable
 from callcontrol.domain.vocabulary import DestinationType
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +49,17 @@ def ari_get(asterisk: AsteriskSandbox, path: str) -> object:
     request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
+
+
+def asterisk_global(asterisk: AsteriskSandbox, name: str) -> str:
+    value = ari_get(asterisk, f"/asterisk/variable?variable={name}")
+    assert isinstance(value, dict)
+    return str(value.get("value", ""))
+
+
+def shed_by_dialplan(asterisk: AsteriskSandbox) -> int:
+    """Calls the dialplan turned away before Stasis, since Asterisk started."""
+    return int(asterisk_global(asterisk, app_variable("CALLCONTROL_SHEDDED_", asterisk.app)) or 0)
 
 
 def our_bridges(asterisk: AsteriskSandbox) -> list[str]:
@@ -280,6 +296,7 @@ def test_calls_beyond_the_engines_capacity_get_503_at_once_and_leave_nothing_beh
         far.start().wait_ready()
         caller.start()
         wait_bridged(asterisk, held)
+        shed_before = shed_by_dialplan(asterisk)
         burst = Sipp(
             "caller_expect_code.xml",
             CARRIER,
@@ -299,11 +316,92 @@ def test_calls_beyond_the_engines_capacity_get_503_at_once_and_leave_nothing_beh
         assert far.wait(30).failed == 0, "an admitted call was dropped"
         cdrs = data.cdrs_for(did)
         shed = [c for c in cdrs if c["reject_reason"] == "overload_calls"]
-        assert len(shed) == 6 and {c["hangup_cause"] for c in shed} == {34}
+        # Refused by the engine (a CDR each) or, once it saw the congestion, by
+        # the dialplan before Stasis (counted there): all six, all 503 above.
+        assert len(shed) + shed_by_dialplan(asterisk) - shed_before == 6
+        assert shed and {c["hangup_cause"] for c in shed} == {34}
         assert len([c for c in cdrs if c["disposition"] == "answered"]) == held
         assert_nothing_left(asterisk)
     finally:
         caller.stop()
         far.stop()
         small.stop()
+        engine.start()
+
+
+def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers_by_itself(
+    engine: EngineProcess,
+    asterisk: AsteriskSandbox,
+    data: Seeder,
+    workdir: Path,
+) -> None:
+    """Calls beyond ``calls.max_call_rate`` get 503 (cause 34) from the dialplan,
+    before Stasis: the engine never sees them (no CDR, no REST request); the
+    calls it admits are answered; once the burst is over calls are admitted again."""
+    did = data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 20)]
+    )
+    capped = EngineProcess(
+        env={**engine.env, "CALLCONTROL_CALLS__MAX_CALL_RATE": "3"},
+        log_path=workdir / "capped-engine.log",
+    )
+    far = Sipp(
+        "bench_far_answer_bye.xml",
+        FAR_A,
+        5080,
+        workdir,
+        calls=1000,
+        timeout_s=60,
+    )
+    scenario = workdir / "burst_caller.xml"
+    scenario.write_text(caller_scenario(caller_prefix="4915177", wait_bye_s=10), encoding="utf-8")
+    burst = Sipp(
+        str(scenario),
+        CARRIER,
+        5070,
+        workdir,
+        remote="127.0.0.1:5060",
+        service=did.lstrip("+"),
+        calls=100,
+        rate=25,
+        timeout_s=40,
+    )
+    engine.stop()
+    try:
+        capped.start()
+        far.start().wait_ready()
+        shed_before = shed_by_dialplan(asterisk)
+        result = burst.run()
+        calls = parse_log(result.logs.splitlines())
+        assert len(calls) == 100, result.describe()
+        outcomes = Counter(c.outcome for c in calls.values())
+        assert set(outcomes) == {"answered", "503"}, outcomes
+        shed = [c for c in calls.values() if c.outcome == "503"]
+        assert len(shed) >= 40, outcomes  # 25 calls/s against a ceiling of 3/s
+        assert {c.failed_cause for c in shed} == {"34"}
+        assert all(c.end == "BYE" for c in calls.values() if c.outcome == "answered")
+        counted = shed_by_dialplan(asterisk) - shed_before
+        # The calls the engine saw (each left a CDR) plus those the dialplan shed: all of them.
+        deadline = time.monotonic() + 10
+        while len(data.cdrs_for(did)) + counted < 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cdrs = data.cdrs_for(did)
+        assert len(cdrs) + counted == 100, (len(cdrs), counted, outcomes)
+        assert counted >= 20  # most of the 503s came from the dialplan, not the engine
+        wanted = f'callcontrol_calls_shed_total{{reason="dialplan"}} {float(counted)}'
+        deadline = time.monotonic() + 5
+        while wanted not in (metrics := capped.metrics()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert wanted in metrics, [m for m in metrics.splitlines() if "shed" in m]
+        assert_nothing_left(asterisk)
+        # The load is gone: within a few seconds new calls are admitted again.
+        deadline = time.monotonic() + 10
+        while asterisk_global(asterisk, app_variable("CALLCONTROL_SHED_", asterisk.app)):
+            assert time.monotonic() < deadline, "still shedding 10 s after the burst"
+            time.sleep(0.5)
+        probe_call(data, workdir)
+    finally:
+        burst.stop()
+        far.stop()
+        capped.stop()
         engine.start()

@@ -25,10 +25,12 @@ def free_port() -> int:
 
 
 class EngineProcess:
-    def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, *, env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env, "CALLCONTROL_HTTP__PORT": str(self.port)}
         self.log_path = log_path
+        self.cwd = cwd
+        """Run from this source tree (``python -m`` imports ``callcontrol`` from it)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,6 +47,7 @@ class EngineProcess:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=self.cwd,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

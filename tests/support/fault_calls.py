@@ -273,6 +273,7 @@ class CallRecord:
     answered_at: float | None = None
     failed_code: int | None = None
     failed_cause: str | None = None
+    failed_at: float | None = None
     ended_at: float | None = None
     end: str | None = None  # BYE, HUNG, END, DROP, BYE481, BYELOST, BYEFAIL
     events: list[str] = field(default_factory=list)
@@ -313,6 +314,7 @@ def parse_log(lines: Iterable[str]) -> dict[str, CallRecord]:
         elif event == "ANS":
             call.answered_at = at
         elif event == "FAIL":
+            call.failed_at = at
             call.failed_code = _int(extra[0]) if extra else None
             call.failed_cause = extra[1] if len(extra) > 1 and extra[1].isdigit() else None
         elif event in END_EVENTS:

@@ -65,11 +65,11 @@ class RtpSink:
             except OSError:
                 return
             if len(packet) > 12 and packet[1] & 0x7F == 0:  # PCMU
-                self.payload += packet[12 + 4 * (packet[0] & 0x0F):]
+                self.payload += packet[12 + 4 * (packet[0] & 0x0F) :]
                 self.packets += 1
 
     def seconds_of_tone(self, hz: float, min_share: float = 0.8) -> float:
         samples = [ulaw_to_linear(b) for b in self.payload]
-        frames = [samples[i:i + FRAME] for i in range(0, len(samples) - FRAME + 1, FRAME)]
+        frames = [samples[i : i + FRAME] for i in range(0, len(samples) - FRAME + 1, FRAME)]
         loud = [f for f in frames if max(abs(x) for x in f) > 1000]
         return sum(1 for f in loud if tone_share(f, hz) >= min_share) * FRAME / 8000

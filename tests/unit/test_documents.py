@@ -109,7 +109,7 @@ def test_a_period_must_be_in_order_and_at_most_a_year() -> None:
 
 
 kinds = st.sampled_from(list(LedgerKind))
-amounts = st.integers(min_value=-10**9, max_value=10**9)
+amounts = st.integers(min_value=-(10**9), max_value=10**9)
 offsets = st.integers(min_value=-5 * 86400, max_value=40 * 86400)  # before, inside and after
 movements = st.lists(
     st.tuples(kinds, amounts, offsets, st.integers(min_value=0, max_value=10**6)), max_size=40

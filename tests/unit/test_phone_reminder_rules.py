@@ -133,8 +133,12 @@ def test_the_notice_is_the_prompt_then_number_amount_and_date_in_asterisk_sounds
     media = notice_media("/srv/media/prompts/reminder-1", "+4930123456", 1250, "EUR",
                          date(2026, 12, 20))  # fmt: skip
     assert media == [
-        "sound:/srv/media/prompts/reminder-1", "digits:4930123456", "number:12", "number:50",
-        "sound:digits/mon-11", "sound:digits/h-20",
+        "sound:/srv/media/prompts/reminder-1",
+        "digits:4930123456",
+        "number:12",
+        "number:50",
+        "sound:digits/mon-11",
+        "sound:digits/h-20",
     ]
     whole = notice_media("/p", "+4930123456", 500, "EUR", date(2027, 1, 1))
     assert whole[2:] == ["number:5", "sound:digits/mon-0", "sound:digits/h-1"]
