@@ -147,8 +147,12 @@ class AgiServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        # A deep accept queue: Asterisk gives a FastAGI connect 2 s (MAX_AGI_CONNECT),
+        # and a busy loop accepts late; with asyncio's default of 100 a burst of
+        # hangup reports overflowed it (connects timed out, reports went to the
+        # dialplan's fallback file).
         self._server = await asyncio.start_server(
-            self._connection, self._host, self._port, limit=self._max_header
+            self._connection, self._host, self._port, limit=self._max_header, backlog=4096
         )
         log.info("agi_listening", host=self._host, port=self.port)
 
