@@ -38,6 +38,7 @@ from callcontrol.engine.admission import (
     ShedController,
     SheddingRouter,
     ShedPolicy,
+    StasisLag,
 )
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
@@ -266,11 +267,13 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     )
     admission = Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client)
     shedding = SheddingRouter(inner=call_router(settings, sessions), admission=admission)
+    stasis_lag = StasisLag()
+    max_lag_s = settings.calls.max_stasis_lag_ms / 1000
     dialplan_shedding = DialplanShedding(
         client,
         ari_settings.app,
         controller=ShedController(ShedPolicy(max_call_rate=settings.calls.max_call_rate)),
-        congested=lambda: admission.refusal() is not None,
+        congested=lambda: stasis_lag.lag_s > max_lag_s or admission.refusal() is not None,
     )
     router = TimedRouter(shedding, metrics=metrics)
     spooled = app[SPOOLED]
@@ -279,6 +282,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     dispatcher = call_dispatcher(
         ari_client=client, router=router, ledger=ledger, voicemail=voicemail, calls=calls, jobs=jobs
     )
+    dispatcher.stasis_lag = stasis_lag
     lease = AppLease(
         client,
         ari_settings.app,

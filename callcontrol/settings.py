@@ -115,6 +115,10 @@ class CallSettings(_Part):
     max_active_calls: int = Field(default=2000, ge=1)
     max_ari_in_flight: int = Field(default=150, ge=1)
     max_ari_latency_ms: int = Field(default=1000, ge=1)
+    max_stasis_lag_ms: int = Field(default=250, ge=1)
+    """New calls reaching the engine this much later than usual (channel created
+    -> StasisStart here) mean Asterisk or the engine is saturated: the ceiling
+    below falls (not a refusal in the engine by itself)."""
     max_call_rate: float = Field(default=0.0, ge=0)
     """New calls per second let through to Stasis at most (0: no fixed ceiling).
     Beyond it, and while the limits above are exceeded (the ceiling then falls

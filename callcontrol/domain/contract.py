@@ -63,8 +63,12 @@ def app_variable(prefix: str, app: str) -> str:
 LEASE_VARIABLE = "CALLCONTROL_LEASE_"
 """Which engine serves the app (``engine/lease.py``)."""
 SHED_VARIABLE = "CALLCONTROL_SHED_"
-"""``<until epoch s>,<permille>``: until that second the dialplan turns away that
-share of new calls with ``Hangup(34)`` (503) before ``Stasis()`` (``engine/admission.py``)."""
+"""``<until epoch s>,<calls per 100 ms>``: until that second the dialplan turns
+away new calls beyond that many per tenth of a second with ``Hangup(34)`` (503)
+before ``Stasis()`` (``engine/admission.py``)."""
+WINDOW_VARIABLE = "CALLCONTROL_WINDOW_"
+"""``<tenth of a second>:<calls>``: the dialplan's count in the current window."""
+SHED_WINDOWS_PER_S = 10
 OFFERED_VARIABLE = "CALLCONTROL_OFFERED_"
 """Count of new calls the dialplan has seen (it adds one per call)."""
 SHED_COUNT_VARIABLE = "CALLCONTROL_SHEDDED_"

@@ -18,11 +18,12 @@ rules it keeps:
 Refusing a call in the engine still costs Asterisk a channel in Stasis, an
 event and a REST request. Under a burst of several hundred calls a second that
 is enough to saturate Asterisk itself, so the engine also sheds *before*
-Stasis: ``ShedController`` turns the offered rate (counted by the dialplan) and
-a ceiling into the share of new calls the dialplan turns away with 503, and
+Stasis: ``ShedController`` keeps a ceiling on new calls per second and
 ``DialplanShedding`` publishes it as the global variable
-``contract.SHED_VARIABLE`` that ``[callcontrol-admission]`` reads. The ceiling
-is ``max_call_rate`` (calls/s, 0 = none) and drops multiplicatively while
+``contract.SHED_VARIABLE``; ``[callcontrol-admission]`` counts the calls of
+each 100 ms and turns away with 503 those beyond it, from the first call of a
+burst on, with no round trip to the engine. The ceiling is ``max_call_rate``
+(calls/s, 0 = none) and drops multiplicatively below the rate admitted while
 ``Admission`` reports congestion, climbing back additively once it is gone
 (AIMD). Every published value carries its own expiry, so an engine that stops
 or dies stops shedding within ``HOLD_S`` seconds.
@@ -104,18 +105,16 @@ class SheddingRouter:
 # ---- shedding before Stasis ---------------------------------------------------
 
 TICK_S = 0.5
-"""How often the offered rate is read and the shed share published."""
+"""How often the dialplan's counters are read and the ceiling published."""
 HOLD_S = 2
-"""How long a published share holds in Asterisk without being renewed."""
-MAX_PERMILLE = 990
-"""Never shed every call: a few still reach the engine, so it sees the load."""
+"""How long a published ceiling holds in Asterisk without being renewed."""
 
 
 @dataclass(frozen=True, slots=True)
 class ShedPolicy:
     max_call_rate: float = 0.0
     """Calls per second let through to Stasis at most; 0 = no fixed ceiling."""
-    floor_rate: float = 5.0
+    floor_rate: float = 10.0
     """The ceiling never drops below this while congested."""
     backoff: float = 0.7
     """Ceiling multiplier per congested tick."""
@@ -124,43 +123,94 @@ class ShedPolicy:
 
 
 class ShedController:
-    """Pure: from the dialplan's offered-calls counter and a congestion flag, per
-    tick, the permille of new calls to turn away before Stasis."""
+    """Pure: from the dialplan's counters (calls offered, calls it turned away)
+    and a congestion flag, per tick, the ceiling on new calls per second
+    (``math.inf``: none)."""
 
     def __init__(self, policy: ShedPolicy) -> None:
         self._policy = policy
-        self._last: tuple[int, float] | None = None
+        self._top = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
+        self._last: tuple[int, int, float] | None = None
         self.offered_rate = 0.0
         """Calls/s offered to the dialplan: the last tick's when it rose, else halfway."""
-        self.ceiling = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
-        self.permille = 0
+        self.admitted_rate = 0.0
+        """Calls/s the dialplan let through to Stasis, over the last tick."""
+        self.ceiling = self._top
 
-    def update(self, offered_total: int, now: float, *, congested: bool) -> int:
-        last, self._last = self._last, (offered_total, now)
-        if last is None or now <= last[1]:
-            return self.permille
+    def update(self, offered_total: int, shed_total: int, now: float, *, congested: bool) -> float:
+        last, self._last = self._last, (offered_total, shed_total, now)
+        if last is None or now <= last[2]:
+            return self.ceiling
+        seconds = now - last[2]
         # A counter that went back: Asterisk restarted; this tick measures nothing.
-        rate = max(0, offered_total - last[0]) / (now - last[1])
-        # Fast attack, slow release: a burst is shed from its first tick on; the
-        # estimate falls by halves once it is over (no flapping at its end).
+        offered = max(0, offered_total - last[0])
+        shed = min(offered, max(0, shed_total - last[1]))
+        rate = offered / seconds
+        # Fast attack, slow release: the estimate follows a burst at once and falls
+        # by halves once it is over (no flapping at its end).
         self.offered_rate = rate if rate >= self.offered_rate else (self.offered_rate + rate) / 2
+        self.admitted_rate = (offered - shed) / seconds
         policy = self._policy
-        top = math.inf if policy.max_call_rate <= 0 else policy.max_call_rate
-        admitted = self.offered_rate * (1 - self.permille / 1000)
         if congested:
-            self.ceiling = max(policy.floor_rate, min(self.ceiling, admitted) * policy.backoff)
-        elif self.ceiling < top:
-            step = policy.recovery * (top if top != math.inf else max(self.ceiling, 10.0))
-            self.ceiling += step
+            base = min(self.ceiling, max(self.admitted_rate, policy.floor_rate))
+            self.ceiling = max(policy.floor_rate, base * policy.backoff)
+        elif self.ceiling < self._top:
+            top = self._top
+            self.ceiling += policy.recovery * (top if top != math.inf else max(self.ceiling, 10.0))
             if top == math.inf and self.ceiling > 2 * self.offered_rate:
                 self.ceiling = math.inf  # far above the load: no ceiling at all
             self.ceiling = min(self.ceiling, top)
-        if self.offered_rate <= self.ceiling:
-            self.permille = 0
+        return self.ceiling
+
+
+class StasisLag:
+    """How late new calls reach the engine: from the channel's creation (Asterisk's
+    clock) to its StasisStart here, less the least such delay of the last minute
+    or so (which absorbs an offset between the two hosts' clocks). A moving
+    average; it reads 0 when no new call came for ``stale_s``.
+
+    It is the earliest sign of a saturated Asterisk (or engine): SIP, the
+    dialplan and the event stream are all in it, before any REST request waits."""
+
+    def __init__(
+        self,
+        *,
+        weight: float = 0.2,
+        window_s: float = 30.0,
+        stale_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._weight = weight
+        self._window_s = window_s
+        self._stale_s = stale_s
+        self._clock = clock
+        self._lows: list[float] = [math.inf, math.inf]  # this window's and the last one's
+        self._window_began = clock()
+        self._last_at = -math.inf
+        self._lag_s = 0.0
+
+    def observe(self, created_at: float) -> None:
+        now = self._clock()
+        if now - self._window_began >= self._window_s:
+            self._lows = [math.inf, self._lows[0]]
+            self._window_began = now
+        sample = now - created_at
+        self._lows[0] = min(self._lows[0], sample)
+        excess = max(0.0, sample - min(self._lows))
+        if now - self._last_at > self._stale_s:
+            self._lag_s = excess
         else:
-            share = 1 - self.ceiling / self.offered_rate
-            self.permille = min(MAX_PERMILLE, max(0, round(share * 1000)))
-        return self.permille
+            self._lag_s += (excess - self._lag_s) * self._weight
+        self._last_at = now
+
+    @property
+    def lag_s(self) -> float:
+        return self._lag_s if self._clock() - self._last_at <= self._stale_s else 0.0
+
+
+def per_window(ceiling: float) -> int:
+    """The dialplan's limit per 100 ms window for a ceiling in calls/s."""
+    return max(1, round(ceiling / contract.SHED_WINDOWS_PER_S))
 
 
 class GlobalVariables(Protocol):
@@ -169,7 +219,7 @@ class GlobalVariables(Protocol):
 
 
 class DialplanShedding:
-    """Publishes ``ShedController``'s share for the dialplan, every ``TICK_S``
+    """Publishes ``ShedController``'s ceiling for the dialplan, every ``TICK_S``
     while this engine serves the app (connected and holding the lease)."""
 
     def __init__(
@@ -188,43 +238,48 @@ class DialplanShedding:
         self._shed_var = contract.app_variable(contract.SHED_VARIABLE, app)
         self._offered_var = contract.app_variable(contract.OFFERED_VARIABLE, app)
         self._count_var = contract.app_variable(contract.SHED_COUNT_VARIABLE, app)
-        self._published = 0
+        self._published: int | None = None
+        self._shedding = False
         self._count_seen: int | None = None
         self.shed_total = 0
         """Calls the dialplan turned away while this engine watched (from its counter)."""
 
     @property
-    def permille(self) -> int:
-        return self._controller.permille
+    def ceiling(self) -> float:
+        return self._controller.ceiling
 
     async def tick(self) -> None:
         offered = _counter(await self._asterisk.get_global_variable(self._offered_var))
-        now = self._clock()
-        permille = self._controller.update(offered, now, congested=self._congested())
-        if permille or self._published:
-            value = f"{int(now) + HOLD_S},{permille}" if permille else ""
-            await self._asterisk.set_global_variable(self._shed_var, value)
-            if permille and not self._published:
-                log.warning(
-                    "calls_shed_in_dialplan",
-                    permille=permille,
-                    offered_per_s=round(self._controller.offered_rate, 1),
-                    ceiling_per_s=round(self._controller.ceiling, 1),
-                )
-            elif self._published and not permille:
-                log.info("calls_shed_in_dialplan_stopped", shed_total=self.shed_total)
-            self._published = permille
         counted = _counter(await self._asterisk.get_global_variable(self._count_var))
+        now = self._clock()
         if self._count_seen is None or counted < self._count_seen:  # first, or Asterisk restarted
             self._count_seen = counted
         self.shed_total += counted - self._count_seen
         self._count_seen = counted
+        ceiling = self._controller.update(offered, counted, now, congested=self._congested())
+        shedding = self._controller.offered_rate > ceiling
+        if shedding != self._shedding:
+            self._shedding = shedding
+            if shedding:
+                log.warning(
+                    "calls_shed_in_dialplan",
+                    ceiling_per_s=round(ceiling, 1),
+                    offered_per_s=round(self._controller.offered_rate, 1),
+                )
+            else:
+                log.info("calls_shed_in_dialplan_stopped", shed_total=self.shed_total)
+        limit = per_window(ceiling) if ceiling != math.inf else None
+        if limit is None and self._published is None:
+            return
+        value = f"{int(now) + HOLD_S},{limit}" if limit is not None else ""
+        await self._asterisk.set_global_variable(self._shed_var, value)
+        self._published = limit
 
     async def run(self, serving: Callable[[], bool]) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             if not serving():
-                self._published = 0  # whatever was published runs out by itself
+                self._published = None  # whatever was published runs out by itself
                 continue
             try:
                 await self.tick()

@@ -42,6 +42,7 @@ from callcontrol.ari.errors import AriError, AriNotFound
 from callcontrol.ari.models import Bridge, Channel
 from callcontrol.domain import call_events as ev
 from callcontrol.domain import contract
+from callcontrol.engine.admission import StasisLag
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.ports import AriPort
 from callcontrol.engine.routers import DirectionRouter
@@ -55,6 +56,8 @@ NewRunner = Callable[..., CallRunner]
 
 FORGET_FINISHED_S = 120.0
 """How long a finished call's channels are not taken for orphans."""
+LAG_AFTER_CONNECT_S = 3.0
+"""New calls of the first seconds after a (re)connection are not Stasis-lag samples."""
 
 
 @dataclass
@@ -87,6 +90,9 @@ class Dispatcher:
         self._vanished: dict[str, float] = {}
         """Channels that left Stasis while no runner owned them -> when."""
         self._reconciling: asyncio.Task[None] | None = None
+        self.stasis_lag: StasisLag | None = None
+        self._lag_from = 0.0
+        """Fed with every new call's StasisStart (admission control reads it)."""
         self.events_received = 0
         self.calls_started = 0
         self.calls_adopted = 0
@@ -100,6 +106,8 @@ class Dispatcher:
     def on_event(self, event: ari.AriEvent) -> None:
         self.events_received += 1
         if isinstance(event, ari.StasisStart) and DirectionRouter.handles(event):
+            if self.stasis_lag is not None and time.monotonic() > self._lag_from:
+                self.stasis_lag.observe(event.channel.creationtime.timestamp())
             if event.channel.id not in self.by_channel:
                 self._spawn(self._new_runner(event, self.by_channel))
                 self.calls_started += 1
@@ -140,6 +148,9 @@ class Dispatcher:
     # ---- connection, takeover ---------------------------------------------------------
     def connected(self) -> None:
         """The event stream is (re)connected: reconcile in the background."""
+        # Calls that waited in the dialplan's Stasis retries while no engine was
+        # connected arrive now, seconds after their channel was made: not a lag.
+        self._lag_from = time.monotonic() + LAG_AFTER_CONNECT_S
         if self._reconciling is not None and not self._reconciling.done():
             self._reconciling.cancel()
         self._reconciling = self._calls.spawn(self.reconcile(), name="reconcile")

@@ -95,10 +95,17 @@ class _Scrape:
             shed.add_metric([reason], self._engine.router.shed[reason])
         shed.add_metric(["dialplan"], self._engine.dialplan_shedding.shed_total)
         yield shed
+        lag = dispatcher.stasis_lag
         yield GaugeMetricFamily(
-            "callcontrol_dialplan_shed_permille",
-            "Share of new calls the dialplan turns away before Stasis (per mille)",
-            value=self._engine.dialplan_shedding.permille,
+            "callcontrol_stasis_lag_seconds",
+            "How much later than usual new calls reach the engine (moving average)",
+            value=lag.lag_s if lag is not None else 0.0,
+        )
+        ceiling = self._engine.dialplan_shedding.ceiling
+        yield GaugeMetricFamily(
+            "callcontrol_call_rate_ceiling",
+            "New calls per second the dialplan lets through to Stasis (0: no ceiling)",
+            value=0 if ceiling == float("inf") else ceiling,
         )
         yield CounterMetricFamily(
             "callcontrol_orphan_bridges_destroyed",

@@ -335,14 +335,14 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
     data: Seeder,
     workdir: Path,
 ) -> None:
-    """Calls beyond ``calls.max_call_rate`` get 503 (cause 34) from the dialplan,
-    before Stasis: the engine never sees them (no CDR, no REST request); the
-    calls it admits are answered; once the burst is over calls are admitted again."""
+    """Calls beyond ``calls.max_call_rate`` (per 100 ms) get 503 (cause 34) from the
+    dialplan, before Stasis: the engine never sees them (no CDR, no REST request);
+    the calls it admits are answered; once the burst is over calls are admitted again."""
     did = data.number(
         data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 20)]
     )
     capped = EngineProcess(
-        env={**engine.env, "CALLCONTROL_CALLS__MAX_CALL_RATE": "3"},
+        env={**engine.env, "CALLCONTROL_CALLS__MAX_CALL_RATE": "10"},
         log_path=workdir / "capped-engine.log",
     )
     far = Sipp(
@@ -377,7 +377,7 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
         outcomes = Counter(c.outcome for c in calls.values())
         assert set(outcomes) == {"answered", "503"}, outcomes
         shed = [c for c in calls.values() if c.outcome == "503"]
-        assert len(shed) >= 40, outcomes  # 25 calls/s against a ceiling of 3/s
+        assert len(shed) >= 40, outcomes  # 25 calls/s against a ceiling of 10/s
         assert {c.failed_cause for c in shed} == {"34"}
         assert all(c.end == "BYE" for c in calls.values() if c.outcome == "answered")
         counted = shed_by_dialplan(asterisk) - shed_before
@@ -394,11 +394,7 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
             time.sleep(0.5)
         assert wanted in metrics, [m for m in metrics.splitlines() if "shed" in m]
         assert_nothing_left(asterisk)
-        # The load is gone: within a few seconds new calls are admitted again.
-        deadline = time.monotonic() + 10
-        while asterisk_global(asterisk, app_variable("CALLCONTROL_SHED_", asterisk.app)):
-            assert time.monotonic() < deadline, "still shedding 10 s after the burst"
-            time.sleep(0.5)
+        # The burst is over: the next call is admitted (the ceiling stays, the load is gone).
         probe_call(data, workdir)
     finally:
         burst.stop()
