@@ -10,8 +10,8 @@ module-level singleton.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,7 +60,7 @@ from callcontrol.keys import (
     CallEngine,
 )
 from callcontrol.metrics import CALL_METRICS, CallMetrics, CountingLedger, TimedRouter
-from callcontrol.notify.mailer import SmtpMailer
+from callcontrol.notify.mailer import Mailer, SmtpMailer
 from callcontrol.notify.reminder_calls import AriReminderCaller
 from callcontrol.notify.retrying_mailer import SpoolingMailer, replay_mails
 from callcontrol.notify.voicemail import MailingVoicemailBox
@@ -92,8 +92,9 @@ from callcontrol.repositories.spooling import (
     replay_calls,
     replay_voicemails,
 )
+from callcontrol.services.cluster_lock import ClusterJobLock
 from callcontrol.services.destinations import destination_policy
-from callcontrol.services.numbers import Clock, utc_now
+from callcontrol.services.numbers import Clock, NumberService, utc_now
 from callcontrol.services.phone_reminders import (
     PhoneReminderQueue,
     PhoneReminderWorker,
@@ -103,7 +104,10 @@ from callcontrol.services.privacy_purge import PrivacyPurgeScheduler
 from callcontrol.services.scheduler import BillingScheduler
 from callcontrol.settings import Settings
 from callcontrol.web.api import add_api_routes
+from callcontrol.web.api.config import DESTINATION_POLICY, NUMBER_SERVICE, PROVISIONER
 from callcontrol.web.health import add_health_routes
+from provisioning.ami import AmiClient
+from provisioning.service import open_provisioning
 
 log = structlog.get_logger(__name__)
 HEADER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
@@ -120,6 +124,7 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
         endpoints=EndpointNames(external=calls.external_endpoint, pstn=calls.pstn_endpoint),
         voicemail_max_seconds=calls.voicemail_max_seconds,
         voicemail_max_silence_seconds=calls.voicemail_max_silence_seconds,
+        max_hops=calls.max_forwarding_hops,
     )
 
 
@@ -425,7 +430,10 @@ async def _billing(app: web.Application) -> AsyncIterator[None]:
 @dataclass(frozen=True, slots=True)
 class ReminderRuntime:
     worker: PhoneReminderWorker
-    connected: asyncio.Event  # set once the reminder app's WebSocket is up
+    connected: asyncio.Event  # set once the reminder app's WebSocket is up (lease held)
+    lease: AppLease
+    serving: Callable[[], bool]
+    """Connected and holding the lease: only then may reminders be called."""
 
 
 @asynccontextmanager
@@ -433,7 +441,11 @@ async def reminder_worker(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], http: aiohttp.ClientSession
 ) -> AsyncIterator[ReminderRuntime]:
     """The phone-reminder caller on its own ARI application (``<app><app_suffix>``) and
-    events WebSocket (reconnecting like the engine's); originate only once connected."""
+    events WebSocket (reconnecting like the engine's); originate only once connected.
+    The app is fenced by its own ``AppLease``, as the engine's: of two engines (or an
+    engine and ``callcontrol reminders call``) on one Asterisk, one connects and
+    calls, the other stands by - instead of taking the app from each other and
+    losing the events of their calls."""
     part, ari = settings.phone_reminders, settings.ari
     app_name = ari.app + part.app_suffix
     base_url, password = str(ari.url).rstrip("/"), ari.password.get_secret_value()
@@ -442,31 +454,67 @@ async def reminder_worker(
         ari=client, pstn_endpoint=settings.calls.pstn_endpoint, caller_id=part.caller_id,
         ring_timeout_s=part.ring_timeout_s, max_call_s=part.max_call_s,
     )  # fmt: skip
+    lease = AppLease(
+        client, app_name, ttl_s=ari.lease_ttl_s, replaced_holdoff_s=ari.replaced_holdoff_s
+    )
     connected = asyncio.Event()
 
     async def on_connected() -> None:
         connected.set()
 
+    def on_replaced() -> None:
+        connected.clear()
+        lease.replaced()
+
     stream = AriEventStream(
         http, base_url, ari.username, password, app_name, on_event=caller.on_event,
         on_connected=on_connected, max_backoff_s=ari.reconnect_max_backoff_s,
+        before_connect=lease.hold, on_replaced=on_replaced,
     )  # fmt: skip
-    task = asyncio.create_task(stream.run(), name="reminder-ari-events")
+
+    async def keep_lease() -> None:
+        while True:
+            await asyncio.sleep(lease.renew_every_s)
+            if not stream.connected:
+                continue
+            try:
+                still_ours = await lease.renew()
+            except AriError as exc:
+                log.warning("reminder_lease_renew_failed", error=str(exc))
+                continue
+            if not still_ours:
+                log.error("reminder_lease_lost", other=lease.other)
+                connected.clear()
+                await stream.disconnect()
+
+    tasks = [
+        asyncio.create_task(stream.run(), name="reminder-ari-events"),
+        asyncio.create_task(keep_lease(), name="reminder-ari-lease"),
+    ]
     worker = PhoneReminderWorker(
         sessions=sessions, caller=caller, settings=part,
         prompt_root=settings.media.asterisk_root or settings.media.root,
     )  # fmt: skip
     try:
-        yield ReminderRuntime(worker, connected)
+        yield ReminderRuntime(
+            worker, connected, lease, serving=lambda: stream.connected and lease.held
+        )
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        try:
+            await lease.release()
+        except AriError as exc:
+            log.warning("reminder_lease_release_failed", error=str(exc))
         await client.close()
 
 
 async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
-    """Calls the queued reminders every ``interval_s`` (only with phone reminders on)."""
+    """Calls the queued reminders every ``interval_s`` (only with phone reminders on),
+    in the rounds where this engine holds the reminder app's lease."""
     settings = app[SETTINGS]
     if not settings.phone_reminders.enabled:
         yield
@@ -475,7 +523,9 @@ async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
 
         async def calls() -> None:
             await runtime.connected.wait()  # Asterisk may come up after the engine
-            await run_every(runtime.worker, settings.phone_reminders.interval_s)
+            await run_every(
+                runtime.worker, settings.phone_reminders.interval_s, ready=runtime.serving
+            )
 
         task = asyncio.create_task(calls(), name="phone-reminders")
         try:
@@ -501,31 +551,83 @@ def privacy_purge_scheduler(
     return PrivacyPurgeScheduler(purge=purge, settings=settings.privacy, clock=clock)
 
 
+async def _provisioning(app: web.Application) -> AsyncIterator[None]:
+    """The one SIP account provisioner (``Settings.provisioning``), AMI reloads if
+    enabled; its pending reload is flushed at shutdown."""
+    settings = app[SETTINGS]
+    part = settings.provisioning
+    ami = AmiClient(settings.ami, timeout_s=part.ami_timeout_s) if settings.ami.enabled else None
+    try:
+        async with open_provisioning(part, app[SESSIONS], reloader=ami) as service:
+            app[PROVISIONER] = service
+            yield
+    finally:
+        if ami is not None:
+            await ami.close()
+
+
+def _number_service(mailer: Mailer) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[NUMBER_SERVICE] = NumberService(sessions=app[SESSIONS], mailer=mailer)
+        yield
+
+    return ctx
+
+
+def _wire_api(app: web.Application, mailer: Mailer) -> None:
+    """The API and the services it is handed (it builds none itself)."""
+    app[DESTINATION_POLICY] = destination_policy(app[SETTINGS])
+    app.cleanup_ctx.extend([_provisioning, _number_service(mailer)])
+    add_api_routes(app)
+
+
 async def _privacy_purge(app: web.Application) -> AsyncIterator[None]:
     async with privacy_purge_scheduler(app[SETTINGS], app[SESSIONS]).running():
         yield
 
 
-def build_app(settings: Settings, *, call_engine: bool = True) -> web.Application:
-    """The whole service. ``call_engine=False`` gives the database part alone, with no
-    route: the caller adds the API with ``add_api_routes`` and its own collaborators
-    (the API component tests pass a recording mailer)."""
+@asynccontextmanager
+async def _once_per_cluster_jobs(app: web.Application) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for job in (_billing, _phone_reminders, _privacy_purge):
+            await stack.enter_async_context(asynccontextmanager(job)(app))
+        yield
+
+
+async def _cluster_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The billing run, reminders and the privacy purge: on PostgreSQL only in the
+    engine holding the cluster's advisory lock (services/cluster_lock.py)."""
+    if not app[SETTINGS].database.url.startswith("postgresql"):
+        async with _once_per_cluster_jobs(app):
+            yield
+        return
+    lock = ClusterJobLock(engine=app[DB_ENGINE], jobs=lambda: _once_per_cluster_jobs(app))
+    async with lock.running():
+        yield
+
+
+def build_app(
+    settings: Settings, *, call_engine: bool = True, mailer: Mailer | None = None
+) -> web.Application:
+    """The whole service. ``call_engine=False`` gives the database and the API alone
+    (no health routes, spool, call engine or scheduled jobs): the API component
+    tests, which pass a recording ``mailer``. Otherwise SMTP (``mailer`` if given)
+    behind the spool is the one mailer of every mail."""
     # Header limits above aiohttp's 8 KiB: an oversized Authorization header then
     # reaches the API (a JSON 401 that echoes nothing) instead of aiohttp's plain
     # 400, which quotes the start of the offending line - the token.
     app = web.Application(handler_args=dict(HEADER_LIMITS))
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
+    mailer = mailer or SmtpMailer(settings.smtp)  # built once
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
         # One mailer for every mail of the service: what the server refuses is spooled.
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
-        mailer = app[MAILER] = SpoolingMailer(SmtpMailer(settings.smtp), spool=spool)
-        app.cleanup_ctx.extend(
-            [_spool, _http_client, _call_engine, _billing, _phone_reminders, _privacy_purge]
-        )
+        mailer = app[MAILER] = SpoolingMailer(mailer, spool=spool)
+        app.cleanup_ctx.extend([_spool, _http_client, _call_engine, _cluster_jobs])
         if settings.calls.executor == "agi":
             app.cleanup_ctx.append(_agi_server)
         add_health_routes(app)
-        add_api_routes(app, mailer=mailer)  # opens the one ProvisioningService
+    _wire_api(app, mailer)
     return app

@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id", type=int)
     revoke.set_defaults(handler=_with_settings(_token_revoke))
     from callcontrol.sandbox.cli import add_cli as add_sandbox
+    from callcontrol.sandbox.cluster_cli import add_cli as add_cluster
     from callcontrol.services.cli import add_cli as add_billing
     from callcontrol.services.operator_cli import add_cli as add_operator
     from provisioning.asterisk_cli import add_cli as add_asterisk_config
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_billing(commands)
     add_operator(commands)
     add_asterisk_config(commands)
+    add_cluster(commands)
     return parser
 
 

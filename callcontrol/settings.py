@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.kamailio_config import ClusterSettings
 from provisioning.settings import AmiSettings as AmiSettings  # owned by provisioning
 from provisioning.settings import AsteriskSettings, ProvisioningSettings
 
@@ -102,6 +103,9 @@ class CallSettings(_Part):
     voicemail_max_silence_seconds: int = Field(default=5, ge=1, le=60)
     pstn_low_credit_warning_s: int = Field(default=30, ge=0)
     outbound_ring_timeout_s: int = Field(default=60, ge=5, le=300)
+    max_forwarding_hops: int = Field(default=3, ge=1, le=20)
+    """An inbound call that has already been forwarded this many times by a
+    callcontrol engine (``X-CallControl-Hops``) is refused as a forwarding loop."""
     routing_cache_s: float = Field(default=0.0, ge=0, le=300)
     """0: off. Otherwise a number's last snapshot, if younger than this, is used
     when the database cannot be read (``repositories/routing_cache.py``)."""
@@ -245,6 +249,7 @@ class Settings(BaseSettings):
     forwarding: ForwardingSettings = ForwardingSettings()
     quotas: QuotaSettings = QuotaSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 class SettingsError(Exception):

@@ -15,7 +15,6 @@ import os
 import sys
 from pathlib import Path
 
-from callcontrol.sandbox.layout import project_dir
 from callcontrol.settings import Settings, load_settings
 from provisioning.asterisk_check import check_ami, check_ari
 from provisioning.asterisk_config import (
@@ -54,10 +53,10 @@ def rendered(settings: Settings) -> tuple[AsteriskPlan, dict[str, str]]:
 
 def _sources() -> ProjectSources:
     try:
-        return ProjectSources.read(project_dir())
-    except OSError as exc:
+        return ProjectSources.packaged()
+    except OSError as exc:  # a broken installation (or a checkout without its symlinks)
         raise SystemExit(
-            _fail(f"the project's dialplan/ and asterisk-conf/ are needed to render: {exc}")
+            _fail(f"the packaged dialplan and modules.conf are needed to render: {exc}")
         ) from exc
 
 

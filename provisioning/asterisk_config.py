@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -80,6 +81,9 @@ class AsteriskPlan:
     executor: str = "ari"  # settings.calls.executor: "ari" or "agi"
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # Several Asterisks on one database (a cluster node): prefixes channel ids
+    # (asterisk.conf ``systemname``), so two nodes never make the same call id.
+    system_name: str | None = None
 
     @classmethod
     def from_settings(cls, settings: object) -> AsteriskPlan:
@@ -139,9 +143,11 @@ class ProjectSources:
     bench_dialplan: str
     modules: str
     agi_dialplan: str = ""
+    asterisk_conf: str = ""
 
     @classmethod
     def read(cls, project: Path) -> ProjectSources:
+        """From a source tree's ``dialplan/`` and ``asterisk-conf/``."""
         return cls(
             dialplan=(project / "dialplan" / "extensions_callcontrol.conf").read_text("utf-8"),
             bench_dialplan=(project / "dialplan" / "extensions_bench.conf").read_text("utf-8"),
@@ -149,6 +155,20 @@ class ProjectSources:
             agi_dialplan=(project / "dialplan" / "extensions_callcontrol_agi.conf").read_text(
                 "utf-8"
             ),
+            asterisk_conf=(project / "asterisk-conf" / "asterisk.conf").read_text("utf-8"),
+        )
+
+    @classmethod
+    def packaged(cls) -> ProjectSources:
+        """The same files as installed with the package (``provisioning/asterisk_sources``):
+        a wheel renders without a source tree."""
+        folder = resources.files("provisioning.asterisk_sources")
+        return cls(
+            dialplan=(folder / "extensions_callcontrol.conf").read_text("utf-8"),
+            bench_dialplan=(folder / "extensions_bench.conf").read_text("utf-8"),
+            modules=(folder / "modules.conf").read_text("utf-8"),
+            asterisk_conf=(folder / "asterisk.conf").read_text("utf-8"),
+            agi_dialplan=(folder / "extensions_callcontrol_agi.conf").read_text("utf-8"),
         )
 
 
@@ -168,6 +188,8 @@ def render_asterisk_config(plan: AsteriskPlan, sources: ProjectSources) -> dict[
     }
     if plan.ami is not None:
         files["manager.conf"] = _manager_conf(plan.ami)
+    if plan.system_name is not None:
+        files["asterisk.conf"] = _with_system_name(sources.asterisk_conf, plan.system_name)
     if plan.address.bench:
         files["extensions_bench.conf"] = _bench_dialplan(sources.bench_dialplan, plan)
     if plan.bench_agi:
@@ -196,6 +218,12 @@ def _check(plan: AsteriskPlan) -> None:
                 raise AsteriskConfigError(
                     f"CALLCONTROL_ASTERISK__{name.upper()}={value!r} is not an IP address"
                 ) from exc
+
+
+def _with_system_name(asterisk_conf: str, name: str) -> str:
+    if "\n[options]\n" not in asterisk_conf:
+        raise AsteriskConfigError("asterisk.conf has no [options] section for systemname")
+    return asterisk_conf.replace("\n[options]\n", f"\n[options]\nsystemname = {name}\n", 1)
 
 
 def _fill(text: str, plan: AsteriskPlan, source: str) -> str:

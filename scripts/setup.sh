@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything callcontrol needs on Debian 12 (as root), idempotently:
-# system packages (SIPp, PostgreSQL, debootstrap), a virtualenv with the
+# system packages (SIPp, PostgreSQL, debootstrap, Kamailio), a virtualenv with the
 # project, and the cached Asterisk 22 chroot. Safe to run again: each step is
 # skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pkg in debootstrap sip-tester postgresql python3-venv ca-certificates poppler-utils fonts-dejavu-core; do
+for pkg in debootstrap sip-tester postgresql python3-venv ca-certificates poppler-utils fonts-dejavu-core \
+    kamailio kamailio-postgres-modules; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

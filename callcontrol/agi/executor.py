@@ -44,7 +44,7 @@ from callcontrol.agi.plans import (
 from callcontrol.agi.protocol import set_variable, set_variables
 from callcontrol.agi.server import AgiHandler, AgiSession
 from callcontrol.domain.call_events import CallRecord
-from callcontrol.domain.contract import safe_id
+from callcontrol.domain.contract import parse_hops, safe_id
 from callcontrol.domain.vocabulary import CallDirection, Disposition
 from callcontrol.engine.ports import CallLedger, VoicemailBox
 from callcontrol.engine.routers import RoutedCall
@@ -61,7 +61,7 @@ _BYTES_PER_SECOND = 16_000  # 8 kHz, 16-bit mono: what Record(...wav) writes
 
 class NumberRouter(Protocol):
     async def route_number(
-        self, direction: CallDirection, number: str, party: str | None
+        self, direction: CallDirection, number: str, party: str | None, *, hops: int = 0
     ) -> RoutedCall: ...
 
 
@@ -126,7 +126,8 @@ class AgiExecutor:
         if not party and direction is CallDirection.INBOUND:
             party = header.get("callerid")
         started = datetime.now(UTC)
-        routed = await self._router.route_number(direction, number, party or None)
+        hops = parse_hops(header.arg(3) or None)  # the inbound INVITE's X-CallControl-Hops
+        routed = await self._router.route_number(direction, number, party or None, hops=hops)
         call_key = safe_id(header.get("uniqueid"))
         variables = plan_variables(
             routed.decision, voicemail_file=self._media.asterisk_file(f"vm-{call_key}")

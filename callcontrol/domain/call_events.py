@@ -158,6 +158,8 @@ class DialLeg:
     caller_id: str | None
     timeout_s: int
     withhold_caller_id: bool = False
+    hops: int = 1
+    """The ``X-CallControl-Hops`` value the leg's INVITE carries."""
 
 
 @dataclass(frozen=True, slots=True)

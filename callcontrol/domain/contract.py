@@ -28,6 +28,20 @@ ARG_LEG = "leg"
 """First Stasis argument of a leg the engine originated (it enters Stasis on answer)."""
 CALL_DIRECTIONS = (ARG_INBOUND, ARG_OUTBOUND)
 
+HOPS_HEADER = "X-CallControl-Hops"
+"""SIP header every leg the engine originates carries: how many times a
+callcontrol engine has forwarded this call (the inbound call's count + 1). The
+dialplan passes an inbound INVITE's value as the third Stasis argument
+(``${PJSIP_HEADER(read,X-CallControl-Hops)}``, empty when absent), so a loop
+through the carrier (our DID forwards to a phone number the carrier routes to
+another of our DIDs, which forwards back) is stopped at call time.
+``Max-Forwards`` cannot do this: Asterisk starts every leg it originates with a
+fresh ``Max-Forwards: 70`` (pjsip ``max_forwards``), so it never counts our hops."""
+HOPS_HEADER_VARIABLE = f"PJSIP_HEADER(add,{HOPS_HEADER})"
+"""The channel variable (set when a leg is originated) that adds the header."""
+HOPS_ARG_INDEX = 2
+"""Position of the hop count among an inbound call's Stasis arguments."""
+
 INBOUND_CONTEXT = "callcontrol-inbound"
 OUTBOUND_CONTEXT = "callcontrol-outbound"
 REJECT_CONTEXT = "callcontrol-reject"
@@ -49,6 +63,21 @@ def stasis_args(app: str, app_data: str) -> tuple[str, ...] | None:
     if len(parts) < 2 or parts[0] != app:
         return None
     return parts[1:]
+
+
+_HOPS = re.compile(r"[0-9]{1,9}")
+MAX_HOPS_COUNTED = 999
+
+
+def parse_hops(raw: str | None) -> int:
+    """The hop count an inbound INVITE carried; 0 when absent or not a number
+    (a header we did not write counts as no hop, never as a loop)."""
+    if raw is None:
+        return 0
+    value = raw.strip()
+    if _HOPS.fullmatch(value) is None:
+        return 0
+    return min(int(value), MAX_HOPS_COUNTED)
 
 
 # ---- global variables shared with the dialplan ----------------------------------
@@ -132,6 +161,7 @@ CAUSE_USER_BUSY = 17  # -> SIP 486
 CAUSE_NO_USER_RESPONSE = 18  # -> SIP 408
 CAUSE_NO_ANSWER = 19  # -> SIP 480
 CAUSE_CALL_REJECTED = 21  # -> SIP 403
+CAUSE_EXCHANGE_ROUTING_ERROR = 25  # -> SIP 603 (no mapping in chan_pjsip): final
 CAUSE_ANSWERED_ELSEWHERE = 26
 CAUSE_INVALID_NUMBER_FORMAT = 28  # -> SIP 484
 CAUSE_CONGESTION = 34  # -> SIP 503
@@ -153,6 +183,7 @@ SIP_CODE_OF_CAUSE: dict[int, int] = {
     20: 480,
     21: 403,
     22: 410,
+    25: 603,  # not in hangup_cause2sip: its default (checked: tests/e2e/test_forwarding_loop.py)
     27: 502,
     28: 484,
     29: 501,

@@ -366,6 +366,7 @@ class InboundCall:
                 self._plan().caller_id,
                 leg.plan.ring_timeout_s,
                 self._plan().withhold_caller_id,
+                self._plan().hops + 1,
             ),
             ev.StartTimer(_leg_timer(leg), float(leg.plan.ring_timeout_s)),
         ]

@@ -15,7 +15,12 @@ hear as a SIP code) or a ``ForwardingPlan``. Rules kept here:
 - PSTN destinations need a positive balance; with a balance <= 0 they are
   skipped (SIP destinations stay free); a dialled PSTN leg carries the number
   of seconds the balance pays for, so the bridge can be capped;
-- no destination and no voicemail -> Q.850 19 (no answer -> SIP 480).
+- no destination and no voicemail -> Q.850 19 (no answer -> SIP 480);
+- a call that callcontrol engines have already forwarded ``max_hops`` times
+  (the ``X-CallControl-Hops`` header it arrived with, see ``contract.HOPS_HEADER``)
+  is a forwarding loop through the carrier: Q.850 25 "exchange routing error",
+  which chan_pjsip sends as 603 Decline - final, so the carrier does not try
+  another route (that would go round the loop again). Its legs carry hops + 1.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from callcontrol.domain.contract import (  # re-exported: the core's modules imp
 )
 from callcontrol.domain.contract import CAUSE_CALL_REJECTED as CAUSE_CALL_REJECTED
 from callcontrol.domain.contract import CAUSE_CONGESTION as CAUSE_CONGESTION
+from callcontrol.domain.contract import (
+    CAUSE_EXCHANGE_ROUTING_ERROR as CAUSE_EXCHANGE_ROUTING_ERROR,
+)
 from callcontrol.domain.contract import CAUSE_NO_ANSWER as CAUSE_NO_ANSWER
 from callcontrol.domain.contract import CAUSE_NO_USER_RESPONSE as CAUSE_NO_USER_RESPONSE
 from callcontrol.domain.contract import CAUSE_NORMAL_CLEARING as CAUSE_NORMAL_CLEARING
@@ -125,6 +133,9 @@ class ForwardingPlan:
     # Outbound calls may withhold the caller id (anonymous From, Privacy: id).
     withhold_caller_id: bool = False
     direction: CallDirection = CallDirection.INBOUND
+    hops: int = 0
+    """How many times engines had forwarded the call when it reached us; its
+    legs carry ``hops + 1`` in ``X-CallControl-Hops``."""
 
     @property
     def dialable_legs(self) -> tuple[PlannedLeg, ...]:
@@ -138,6 +149,7 @@ class RoutingPolicy:
     voicemail_max_seconds: int = 120
     voicemail_max_silence_seconds: int = 5
     suspended_announcement: str | None = None
+    max_hops: int = 3
 
 
 Decision = Reject | ForwardingPlan
@@ -149,12 +161,15 @@ def decide_inbound(
     caller_id: str | None,
     now: datetime,
     policy: RoutingPolicy,
+    hops: int = 0,
 ) -> Decision:
     if snapshot is None:
         return Reject(CAUSE_UNALLOCATED, "unknown_number")
     admission = _admission(snapshot, now)
     if admission is not None:
         return admission
+    if hops >= policy.max_hops:
+        return _owners_reject(snapshot, CAUSE_EXCHANGE_ROUTING_ERROR, "forwarding_loop")
     legs = tuple(
         _plan_leg(d, snapshot.balance_minor, policy.endpoints) for d in snapshot.destinations
     )
@@ -178,6 +193,7 @@ def decide_inbound(
         currency=snapshot.currency,
         balance_minor=snapshot.balance_minor,
         caller_id=caller_id,
+        hops=hops,
     )
 
 

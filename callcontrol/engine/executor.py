@@ -29,7 +29,9 @@ far end's From / P-Asserted-Identity are made of - so the leg needs no CallerID
 variables of its own (each would be one more channel snapshot, and its JSON,
 in Asterisk). When a leg must show something other than the caller's own id
 (an outbound call presenting the rented number, or going out anonymous), the
-caller channel's CallerID is set to it first, once per call.
+caller channel's CallerID is set to it first, once per call. The one
+variable a leg does get is the header counting our hops
+(``contract.HOPS_HEADER``), which stops forwarding loops through the carrier.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import structlog
 
 from callcontrol.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
 from callcontrol.domain import call_events as ev
+from callcontrol.domain.contract import HOPS_HEADER_VARIABLE
 from callcontrol.engine.outbox import CallOutbox
 from callcontrol.engine.ports import AriPort
 
@@ -207,6 +210,7 @@ class CallExecutor:
             # Asterisk's own dial timeout is a safety net; the call's timer decides.
             timeout_s=command.timeout_s + 5,
             originator=self._caller,
+            variables={HOPS_HEADER_VARIABLE: str(command.hops)},
         )
         self.dialled_at[command.channel_id] = time.monotonic()  # Asterisk has it now
 

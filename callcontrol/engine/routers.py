@@ -24,6 +24,8 @@ from callcontrol.domain.contract import (
     CALL_DIRECTIONS,
     CAUSE_RETRY_ELSEWHERE,
     CAUSE_UNALLOCATED,
+    HOPS_ARG_INDEX,
+    parse_hops,
 )
 from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
 from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
@@ -50,7 +52,9 @@ class CallRouter(Protocol):
 class NumberRouter(CallRouter, Protocol):
     """A router of one direction, asked by either executor."""
 
-    async def route_number(self, number: str, party: str | None) -> RoutedCall: ...
+    async def route_number(
+        self, number: str, party: str | None, *, hops: int = 0
+    ) -> RoutedCall: ...
 
 
 def normalise_did(raw: str) -> str | None:
@@ -75,9 +79,10 @@ class InboundRouter:
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         channel = start.channel
         raw_did = stasis_arg(start, 1) or channel.dialplan.exten
-        return await self.route_number(raw_did, channel.caller.number or None)
+        hops = parse_hops(stasis_arg(start, HOPS_ARG_INDEX))
+        return await self.route_number(raw_did, channel.caller.number or None, hops=hops)
 
-    async def route_number(self, raw_did: str, caller: str | None) -> RoutedCall:
+    async def route_number(self, raw_did: str, caller: str | None, *, hops: int = 0) -> RoutedCall:
         """The decision for a call to ``raw_did`` (Asterisk's ${EXTEN}), whatever
         executor asks (ARI's StasisStart, a FastAGI request)."""
         did = normalise_did(raw_did)
@@ -98,8 +103,10 @@ class InboundRouter:
             log.exception("number_lookup_failed")
             return replace(routed, decision=Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"))
         decision = decide_inbound(
-            snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy
+            snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy, hops=hops
         )
+        if isinstance(decision, Reject) and decision.reason == "forwarding_loop":
+            log.warning("forwarding_loop", did=did, caller=caller, hops=hops)
         return replace(routed, decision=decision)
 
 
@@ -114,7 +121,7 @@ class OutboundRouter:
         dialled = stasis_arg(start, 1) or start.channel.dialplan.exten
         return await self.route_number(dialled, stasis_arg(start, 2))
 
-    async def route_number(self, dialled: str, login: str | None) -> RoutedCall:
+    async def route_number(self, dialled: str, login: str | None, *, hops: int = 0) -> RoutedCall:
         """The decision for ``login``'s call to ``dialled``, whatever executor asks."""
         routed = RoutedCall(
             CallDirection.OUTBOUND, Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"), dialled, login
@@ -164,12 +171,13 @@ class DirectionRouter:
         return self._decided(routed)
 
     async def route_number(
-        self, direction: CallDirection, number: str, party: str | None
+        self, direction: CallDirection, number: str, party: str | None, *, hops: int = 0
     ) -> RoutedCall:
         """The direction-neutral entry (the FastAGI executor's): ``party`` is the
-        caller's number (inbound) or the calling SIP account's login (outbound)."""
+        caller's number (inbound) or the calling SIP account's login (outbound);
+        ``hops`` the inbound INVITE's X-CallControl-Hops."""
         router = self._inbound if direction is CallDirection.INBOUND else self._outbound
-        return self._decided(await router.route_number(number, party))
+        return self._decided(await router.route_number(number, party, hops=hops))
 
     @staticmethod
     def _decided(routed: RoutedCall) -> RoutedCall:

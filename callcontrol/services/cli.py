@@ -123,6 +123,11 @@ async def _call_once(settings: Settings) -> int:
             try:
                 await asyncio.wait_for(runtime.connected.wait(), CONNECT_TIMEOUT_S)
             except TimeoutError:
+                other = runtime.lease.other
+                if other is not None:  # a running `callcontrol serve` calls them already
+                    raise SystemExit(
+                        f"reminders: the reminder app is held by another engine ({other})"
+                    ) from None
                 raise SystemExit(f"reminders: no ARI connection to {settings.ari.url}") from None
             return await runtime.worker.run_due()
     finally:

@@ -254,11 +254,15 @@ async def _set(
     )
 
 
-async def run_every(worker: PhoneReminderWorker, interval_s: float) -> None:
-    """``callcontrol serve``'s loop: a failing round is logged, the next one retries."""
+async def run_every(
+    worker: PhoneReminderWorker, interval_s: float, *, ready: Callable[[], bool] = lambda: True
+) -> None:
+    """``callcontrol serve``'s loop: a failing round is logged, the next one retries; a
+    round while not ``ready`` (the reminder app's lease is another engine's) calls nobody."""
     while True:
         try:
-            await worker.run_due()
+            if ready():
+                await worker.run_due()
         except Exception:
             log.exception("phone_reminders_round_failed")
         await asyncio.sleep(interval_s)

@@ -9,7 +9,7 @@ not name. A destination without a rate is refused by the call path as before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -93,6 +93,21 @@ async def import_rates(
             updated += 1
     await session.flush()
     return ImportedRates(added, updated)
+
+
+RATE_FIELDS = frozenset({"rate_per_minute_minor", "currency", "description"})
+"""What a rate's edit may change (its prefix is its identity: delete and add)."""
+
+
+async def edit_rate(session: AsyncSession, rate_id: int, changes: Mapping[str, object]) -> Rate:
+    unknown = set(changes) - RATE_FIELDS
+    if unknown:
+        raise InvalidInput(f"a rate's {', '.join(sorted(unknown))} cannot be changed")
+    rate = await get_rate(session, rate_id)
+    for name, value in changes.items():
+        setattr(rate, name, value)
+    await session.flush()
+    return rate
 
 
 async def delete_rate(session: AsyncSession, rate_id: int) -> None:

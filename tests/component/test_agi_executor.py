@@ -38,11 +38,13 @@ SNAPSHOT = NumberSnapshot(
 class Router:
     def __init__(self) -> None:
         self.asked: list[tuple[CallDirection, str, str | None]] = []
+        self.hops: list[int] = []
 
     async def route_number(
-        self, direction: CallDirection, number: str, party: str | None
+        self, direction: CallDirection, number: str, party: str | None, *, hops: int = 0
     ) -> RoutedCall:
         self.asked.append((direction, number, party))
+        self.hops.append(hops)
         if number == "+4930000000":
             return RoutedCall(direction, Reject(1, "unknown_number"), number, party)
         decision = decide_inbound(
@@ -109,8 +111,9 @@ async def test_a_decision_is_set_with_the_action_last_then_the_hangup_leaves_its
     tmp_path: Path,
 ) -> None:
     executor, server, router, ledger, _, jobs = await running(tmp_path)
-    commands = await asterisk_side(server.port, header("inbound", "17.1", "4930123456", ""))
+    commands = await asterisk_side(server.port, header("inbound", "17.1", "4930123456", "", "2"))
     assert router.asked == [(CallDirection.INBOUND, "4930123456", "4915112345678")]
+    assert router.hops == [2], "the INVITE's X-CallControl-Hops reaches the decision"
     assert len(commands) == 2, "one MSet for the plan, then the action: two round trips"
     assert commands[0].startswith('EXEC MSet "CC_STEPS=1,')
     assert "CC_DIAL1=PJSIP/callcontrol-external/sip:a@127.0.0.3:5080," in commands[0]

@@ -1,7 +1,7 @@
 """Shared fixtures of the HTTP API tests: a real server on a fresh database.
 
 Imported by the ``test_api_*`` modules (fixtures by name); holds no tests itself.
-``api`` serves ``build_app(settings, call_engine=False)`` plus the API routes through
+``api`` serves ``build_app(settings, call_engine=False)`` (the database and the API) through
 aiohttp's TestServer, with an operator token; ``api.customer()`` opens an account
 with its own customer token. Seeds go through the real models and the ledger.
 The settings are built here, whatever ``CALLCONTROL_*`` says: SIP accounts are
@@ -45,7 +45,6 @@ from callcontrol.settings import (
     MediaSettings,
     Settings,
 )
-from callcontrol.web.api import add_api_routes
 from callcontrol.web.api.config import PROVISIONER
 from callcontrol.web.api.tokens import create_token
 from provisioning.service import ProvisioningService
@@ -190,9 +189,9 @@ async def open_api(db_url: str, tmp_path: Path, **updates: Any) -> AsyncIterator
     (``quotas=QuotaSettings(...)``, ``forwarding=...``)."""
     media_root = tmp_path / "media"
     settings = api_settings(db_url, media_root).model_copy(update=updates)
-    app = build_app(settings, call_engine=False)
     mailer = RecordingMailer()
-    add_api_routes(app, mailer=mailer)  # opens provisioning itself, from settings.provisioning
+    # The composition root opens provisioning, from settings.provisioning.
+    app = build_app(settings, call_engine=False, mailer=mailer)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:

@@ -12,7 +12,6 @@ from test_api_fixtures import Api, Customer, api_fixture, api_settings, stored_w
 from callcontrol.app import build_app
 from callcontrol.db.models import MediaFile, VoicemailMessage
 from callcontrol.keys import SESSIONS
-from callcontrol.web.api import add_api_routes
 from callcontrol.web.api.tokens import create_token
 
 WAV = {"Content-Type": "audio/wav"}
@@ -66,7 +65,6 @@ async def test_an_oversized_upload_is_a_413_and_nothing_is_stored(
     fresh_db_url: str, tmp_path: Path
 ) -> None:
     app = build_app(api_settings(fresh_db_url, tmp_path, max_upload_bytes=1000), call_engine=False)
-    add_api_routes(app)
     async with TestClient(TestServer(app)) as client:
         token = await create_token(app[SESSIONS], role="operator")
         created = await client.post(

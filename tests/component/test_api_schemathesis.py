@@ -24,7 +24,7 @@ from test_api_fixtures import api_settings
 
 from callcontrol.app import build_app
 from callcontrol.keys import SESSIONS
-from callcontrol.web.api import add_api_routes, all_routes
+from callcontrol.web.api import all_routes
 from callcontrol.web.api.openapi import build_spec
 from callcontrol.web.api.tokens import create_token
 
@@ -75,7 +75,6 @@ async def _seed_customer(app: web.Application) -> str:
 @pytest.fixture
 def live_server(fresh_db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     app = build_app(api_settings(fresh_db_url, tmp_path / "media"), call_engine=False)
-    add_api_routes(app)
     ready, box = threading.Event(), {}
     thread = threading.Thread(target=_serve, args=(app, ready, box), daemon=True)
     thread.start()

@@ -11,13 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from support.fake_ari import sample_event
 
 from callcontrol.ari.events import StasisStart, parse_event
 from callcontrol.domain.outbound import OutboundPolicy, SipAccountFacts
 from callcontrol.domain.rating import Rate
-from callcontrol.domain.routing import ForwardingPlan, NumberSnapshot, Reject, RoutingPolicy
-from callcontrol.domain.vocabulary import CallDirection
+from callcontrol.domain.routing import (
+    DestinationFacts,
+    ForwardingPlan,
+    NumberSnapshot,
+    Reject,
+    RoutingPolicy,
+)
+from callcontrol.domain.vocabulary import CallDirection, DestinationType, NumberKind, NumberState
 from callcontrol.engine.routers import DirectionRouter, InboundRouter, OutboundRouter
 
 
@@ -87,6 +94,42 @@ async def test_an_inbound_lookup_that_fails_becomes_a_503_rejection() -> None:
     routed = await router.route(stasis_start("inbound", "4930123456"))
     assert routed.decision == Reject(34, "lookup_failed")
     assert routed.number == "+4930123456" and routed.caller == "4915112345678"
+
+
+class OneNumber:
+    def __init__(self, snapshot: NumberSnapshot) -> None:
+        self._snapshot = snapshot
+
+    async def snapshot(self, did: str) -> NumberSnapshot | None:
+        return self._snapshot if did == self._snapshot.e164 else None
+
+
+ACTIVE_DID = NumberSnapshot(
+    number_id=5,
+    account_id=9,
+    e164="+4930123456",
+    kind=NumberKind.VOICE,
+    state=NumberState.ACTIVE,
+    balance_minor=100,
+    currency="EUR",
+    destinations=(DestinationFacts(1, DestinationType.SIP_URI, "sip:a@192.0.2.1", 20),),
+)
+
+
+@pytest.mark.parametrize(("header", "hops"), [("", 0), ("2", 2), ("x", 0)])
+async def test_the_third_inbound_argument_is_the_calls_hop_count(header: str, hops: int) -> None:
+    router = InboundRouter(directory=OneNumber(ACTIVE_DID), policy=RoutingPolicy(max_hops=3))
+    routed = await router.route(stasis_start("inbound", "4930123456", header))
+    assert isinstance(routed.decision, ForwardingPlan) and routed.decision.hops == hops
+
+
+async def test_an_inbound_call_at_the_hop_limit_is_refused_as_a_forwarding_loop() -> None:
+    router = InboundRouter(directory=OneNumber(ACTIVE_DID), policy=RoutingPolicy(max_hops=3))
+    with capture_logs() as logs:
+        routed = await router.route(stasis_start("inbound", "4930123456", "3"))
+    assert routed.decision == Reject(25, "forwarding_loop", number_id=5, account_id=9)
+    assert [entry["event"] for entry in logs] == ["forwarding_loop"]
+    assert logs[0]["hops"] == 3 and logs[0]["did"] == "+4930123456"
 
 
 async def test_an_outbound_call_dialled_nationally_is_read_in_the_rented_numbers_country() -> None:

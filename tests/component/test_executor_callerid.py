@@ -55,9 +55,28 @@ async def test_a_leg_showing_the_callers_own_number_costs_no_extra_request() -> 
     ari = RecordingAri()
     await executor(ari, "4915112345678").execute([dial(1, "4915112345678")])
     assert [name for name, _ in ari.requests] == ["originate"]
-    # Nor any leg variable: Asterisk copies the originator's CallerID onto the
-    # leg, and each variable would be one more snapshot (and JSON) in Asterisk.
-    assert ari.requests[0][1][2] is None
+    # No CallerID variable on the leg: Asterisk copies the originator's CallerID
+    # onto it, and each variable would be one more snapshot (and JSON) in
+    # Asterisk. Its one variable is the header counting our forwarding hops.
+    assert ari.requests[0][1][2] == {"PJSIP_HEADER(add,X-CallControl-Hops)": "1"}
+
+
+async def test_a_leg_carries_the_hop_count_the_core_gave_it() -> None:
+    ari = RecordingAri()
+    command = ev.DialLeg(
+        2, "caller-1-leg2", "PJSIP/x@callcontrol-pstn", "4915112345678", 20, hops=3
+    )
+    await executor(ari, "4915112345678").execute([command])
+    assert ari.requests == [
+        (
+            "originate",
+            (
+                "PJSIP/x@callcontrol-pstn",
+                "caller-1-leg2",
+                {"PJSIP_HEADER(add,X-CallControl-Hops)": "3"},
+            ),
+        )
+    ]
 
 
 async def test_a_presented_rented_number_is_set_on_the_caller_before_the_leg() -> None:
@@ -83,10 +102,12 @@ async def test_a_withheld_call_goes_out_anonymous_and_is_set_up_once(
         ("caller-1", "CALLERID(all)", '"Anonymous" <anonymous>'),
         ("caller-1", "CALLERID(pres)", "prohib"),
     ]
-    # The legs copy the anonymous caller: no variables of their own, and the
-    # SIP login is in no request at all (e2e checks the carrier's INVITE).
+    # The legs copy the anonymous caller: no CallerID variables of their own
+    # (only the hop header), and the SIP login is in no request at all (e2e
+    # checks the carrier's INVITE).
     created = [args for name, args in ari.requests if name == "originate"]
-    assert [variables for _, _, variables in created] == [None, None]
+    hop = {"PJSIP_HEADER(add,X-CallControl-Hops)": "1"}
+    assert [variables for _, _, variables in created] == [hop, hop]
     assert "alice" not in str(ari.requests)
 
 

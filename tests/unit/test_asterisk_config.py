@@ -73,7 +73,10 @@ def test_a_production_render_has_nothing_of_the_test_plan() -> None:
     assert not re.search(r"127\.0\.0\.\d", everything)
     assert "{{" not in everything
     assert "bench" not in everything and "extensions_bench.conf" not in files
-    assert "Stasis(cc-prod,inbound,${EXTEN})" in files["extensions_callcontrol.conf"]
+    assert (
+        "Stasis(cc-prod,inbound,${EXTEN},${PJSIP_HEADER(read,X-CallControl-Hops)})"
+        in files["extensions_callcontrol.conf"]
+    )
     assert "match = 203.0.113.64/26" in files["pjsip.conf"]
     assert "bind = 10.20.0.5:5060" in files["pjsip.conf"]
     assert "external_media_address = 198.51.100.7" in files["pjsip.conf"]
@@ -108,3 +111,9 @@ def test_the_sandbox_renders_the_loopback_test_plan_with_the_bench_endpoints() -
     assert "Stasis(callcontrol-test-1,inbound" in files["extensions_callcontrol.conf"]
     assert "manager.conf" in files
     assert all("{{" not in text for text in files.values())
+
+
+def test_the_packaged_sources_are_the_source_trees_files() -> None:
+    """``asterisk-config render`` reads the package's copies (links in a checkout,
+    files in a wheel): they must be the very files of dialplan/ and asterisk-conf/."""
+    assert ProjectSources.packaged() == ProjectSources.read(project_dir())

@@ -123,3 +123,45 @@ def test_endpoint_strings_for_each_destination_type() -> None:
         "PJSIP/ext/sip:bob@sip.example"
     )
     assert leg_endpoint(DestinationType.PSTN, "+33123", names) == "PJSIP/+33123@trunk"
+
+
+# ---- forwarding loops through the carrier (X-CallControl-Hops) -------------------
+
+
+def test_a_call_forwarded_max_hops_times_already_is_a_loop_refused_with_a_final_603() -> None:
+    limit = POLICY.max_hops
+    decision = decide_inbound(ACTIVE, caller_id="+441234567", now=NOW, policy=POLICY, hops=limit)
+    # Q.850 25 "exchange routing error": chan_pjsip sends 603, which a carrier
+    # does not retry on another route (that would go round the loop again).
+    assert decision == Reject(25, "forwarding_loop", **OWNED)
+    more = decide_inbound(ACTIVE, caller_id=None, now=NOW, policy=POLICY, hops=limit + 5)
+    assert more == Reject(25, "forwarding_loop", **OWNED)
+
+
+def test_below_the_hop_limit_the_call_is_forwarded_and_remembers_its_hops() -> None:
+    decision = decide_inbound(
+        ACTIVE, caller_id="+441234567", now=NOW, policy=POLICY, hops=POLICY.max_hops - 1
+    )
+    assert isinstance(decision, ForwardingPlan)
+    assert decision.hops == POLICY.max_hops - 1
+    first = decide(ACTIVE)
+    assert isinstance(first, ForwardingPlan) and first.hops == 0
+
+
+def test_the_hop_limit_is_the_policys() -> None:
+    strict = replace(POLICY, max_hops=1)
+    assert decide_inbound(ACTIVE, caller_id=None, now=NOW, policy=strict, hops=1) == Reject(
+        25, "forwarding_loop", **OWNED
+    )
+    assert isinstance(
+        decide_inbound(ACTIVE, caller_id=None, now=NOW, policy=strict), ForwardingPlan
+    )
+
+
+def test_a_number_not_in_service_stays_unallocated_whatever_the_hops() -> None:
+    unknown = decide_inbound(None, caller_id=None, now=NOW, policy=POLICY, hops=9)
+    assert unknown == Reject(1, "unknown_number")
+    retired = replace(ACTIVE, state=NumberState.DISCONNECTED)
+    assert decide_inbound(retired, caller_id=None, now=NOW, policy=POLICY, hops=9) == Reject(
+        1, "not_in_service"
+    )

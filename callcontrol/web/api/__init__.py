@@ -4,21 +4,19 @@ Routes come from one table (each module's ``ROUTES``), which also builds
 ``/openapi.json``; ``/docs`` renders that spec for people. Every answer under
 ``/api/`` that is not a success is the JSON error body of ``errors.py``.
 
-SIP accounts are provisioned by ``provisioning.service.ProvisioningService``,
-opened here on the app's settings and sessions unless one is passed in: there
-is one implementation of creating, re-keying and deleting them.
+The API builds none of its collaborators: the composition root
+(``callcontrol/app.py``) opens the one ``ProvisioningService`` (SIP accounts),
+the ``NumberService`` (on the service's one mailer) and the destination policy,
+and hands them over under the ``AppKey``s of ``config.py``; a start-up check
+refuses to serve without them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
-from callcontrol.keys import SESSIONS, SETTINGS
-from callcontrol.notify.mailer import Mailer, SmtpMailer
-from callcontrol.services.destinations import destination_policy
-from callcontrol.services.numbers import NumberService
 from callcontrol.web.api import (
     accounts,
     callerid,
@@ -49,8 +47,6 @@ from callcontrol.web.api.config import (
 from callcontrol.web.api.endpoint import Route, handler_for
 from callcontrol.web.api.errors import api_errors
 from callcontrol.web.api.openapi import add_spec_routes
-from provisioning.ami import AmiClient
-from provisioning.service import open_provisioning
 
 __all__ = ["ApiSettings", "SipAccountProvisioner", "add_api_routes", "all_routes"]
 
@@ -64,49 +60,26 @@ def all_routes() -> list[Route]:
     return [route for module in modules for route in module.ROUTES]
 
 
-def _number_service(mailer: Mailer | None) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        app[NUMBER_SERVICE] = NumberService(
-            sessions=app[SESSIONS], mailer=mailer or SmtpMailer(app[SETTINGS].smtp)
-        )
-        yield
-
-    return ctx
+COLLABORATORS: dict[str, web.AppKey[Any]] = {
+    "PROVISIONER": PROVISIONER,
+    "NUMBER_SERVICE": NUMBER_SERVICE,
+    "DESTINATION_POLICY": DESTINATION_POLICY,
+}
 
 
-async def _provisioning(app: web.Application) -> AsyncIterator[None]:
-    """The SIP account provisioner of ``Settings.provisioning``; AMI reloads if enabled."""
-    settings = app[SETTINGS]
-    part = settings.provisioning
-    ami = AmiClient(settings.ami, timeout_s=part.ami_timeout_s) if settings.ami.enabled else None
-    try:
-        async with open_provisioning(part, app[SESSIONS], reloader=ami) as service:
-            app[PROVISIONER] = service
-            yield
-    finally:
-        if ami is not None:
-            await ami.close()
+async def _require_collaborators(app: web.Application) -> None:
+    """Runs after every ``cleanup_ctx`` has opened: the root must have wired them."""
+    missing = [name for name, key in COLLABORATORS.items() if key not in app]
+    if missing:
+        raise RuntimeError(f"the API needs {', '.join(missing)} from the composition root")
 
 
-def add_api_routes(
-    app: web.Application,
-    *,
-    settings: ApiSettings | None = None,
-    provisioner: SipAccountProvisioner | None = None,
-    mailer: Mailer | None = None,
-) -> None:
-    """Add the API to ``app`` (after the database ``cleanup_ctx``, which it uses).
-
-    Without ``provisioner`` a ``ProvisioningService`` is opened at start-up (and
-    its pending reload flushed at shutdown); pass one to share it or to test.
-    """
+def add_api_routes(app: web.Application, *, settings: ApiSettings | None = None) -> None:
+    """Add the API's routes, error middleware and spec to ``app``. Its services
+    (``PROVISIONER``, ``NUMBER_SERVICE``, ``DESTINATION_POLICY``) are the
+    composition root's to put there before the app serves."""
     app[API_SETTINGS] = settings or ApiSettings()
-    app[DESTINATION_POLICY] = destination_policy(app[SETTINGS])
-    if provisioner is None:
-        app.cleanup_ctx.append(_provisioning)
-    else:
-        app[PROVISIONER] = provisioner
-    app.cleanup_ctx.append(_number_service(mailer))
+    app.on_startup.append(_require_collaborators)
     app.middlewares.append(api_errors)
     routes = all_routes()
     for route in routes:

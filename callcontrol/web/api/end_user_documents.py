@@ -14,13 +14,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from callcontrol.db.models import Number, NumberDocument
-from callcontrol.domain.end_user_documents import MAGIC, DocumentKind, DocumentState
-from callcontrol.domain.vocabulary import NumberState
+from callcontrol.domain.end_user_documents import MAGIC, DocumentKind
 from callcontrol.services import end_user_documents as documents
+from callcontrol.services.end_user_documents import DocumentView
 from callcontrol.web.api import lookup
 from callcontrol.web.api.endpoint import ApiCall, Route, read_bounded
-from callcontrol.web.api.errors import NotFound
 from callcontrol.web.api.schemas import (
     DocumentList,
     DocumentOut,
@@ -32,12 +30,11 @@ TAG = "documents"
 TYPES = tuple(sorted({t for t, _ in MAGIC.values()} | {"application/octet-stream"}))
 
 
-def document_out(row: NumberDocument, did: str | None) -> DocumentOut:
+def document_out(doc: DocumentView) -> DocumentOut:
     return DocumentOut(
-        id=row.id, did=did, kind=row.kind, content_type=row.content_type,
-        original_name=row.original_name, size_bytes=row.size_bytes,
-        state=DocumentState(row.state).value, reason=row.reason, created_at=row.created_at,
-        reviewed_at=row.reviewed_at,
+        id=doc.id, did=doc.did, kind=doc.kind, content_type=doc.content_type,
+        original_name=doc.original_name, size_bytes=doc.size_bytes, state=doc.state.value,
+        reason=doc.reason, created_at=doc.created_at, reviewed_at=doc.reviewed_at,
     )  # fmt: skip
 
 
@@ -48,63 +45,55 @@ async def upload_number_document(call: ApiCall) -> DocumentOut:
     limit = call.settings.documents.max_bytes
     data = await read_bounded(call.request, limit, "the document")
     quota = None if call.caller.is_operator else call.settings.quotas.documents
-    row = await documents.upload(
+    doc = await documents.upload(
         call.sessions, call.settings.documents, number, DocumentKind(q.kind), q.name, data,
         quota=quota,
     )  # fmt: skip
-    return document_out(row, number.e164)
+    return document_out(doc)
 
 
 async def list_number_documents(call: ApiCall) -> DocumentList:
     async with call.sessions() as session:
         number = await lookup.owned_number(session, call.caller, call.did())
-        rows = await documents.of_number(session, number.id)
-    return DocumentList(items=[document_out(r, number.e164) for r in rows])
+    docs = await documents.of_number(call.sessions, number)
+    return DocumentList(items=[document_out(doc) for doc in docs])
 
 
-async def _visible(call: ApiCall) -> tuple[NumberDocument, str | None]:
-    async with call.sessions() as session:
-        row = await documents.get(session, call.id("number_document_id"))
-        if not call.caller.may_see(row.account_id):
-            raise NotFound(f"document {row.id} not found")
-        number = await session.get(Number, row.number_id) if row.number_id else None
-        return row, number.e164 if number is not None else None
+async def _visible(call: ApiCall) -> DocumentView:
+    return await documents.visible(
+        call.sessions, call.id("number_document_id"), call.caller.may_see
+    )
 
 
 async def get_number_document(call: ApiCall) -> DocumentOut:
-    return document_out(*await _visible(call))
+    return document_out(await _visible(call))
 
 
 async def download_number_document(call: ApiCall) -> web.Response:
-    row, _ = await _visible(call)
-    data = await documents.read(call.settings.documents, row)
-    ext = row.stored_name.rsplit(".", 1)[-1]
+    doc = await _visible(call)
+    data = await documents.read(call.settings.documents, doc)
+    ext = doc.stored_name.rsplit(".", 1)[-1]
     return web.Response(
         body=data, content_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="document-{row.id}.{ext}"',
+        headers={"Content-Disposition": f'attachment; filename="document-{doc.id}.{ext}"',
                  "X-Content-Type-Options": "nosniff"},
     )  # fmt: skip
 
 
 async def review_number_document(call: ApiCall) -> DocumentOut:
     body = call.body_as(DocumentReview)
-    row, did = await _visible(call)
-    async with call.sessions() as session, session.begin():
-        row = await documents.decide(session, row.id, approved=body.approved, reason=body.reason)
-        number = await session.get(Number, row.number_id) if row.number_id else None
-    if (
-        body.approved and number is not None and number.state is NumberState.PENDING
-        and number.documents_accepted_at is None
-    ):  # fmt: skip
-        await call.numbers.accept_documents(number.id)
-    return document_out(row, did)
+    doc = await _visible(call)
+    reviewed = await documents.decide(
+        call.sessions, doc, approved=body.approved, reason=body.reason
+    )
+    if reviewed.accepts_number_id is not None:
+        await call.numbers.accept_documents(reviewed.accepts_number_id)
+    return document_out(reviewed.document)
 
 
 async def delete_number_document(call: ApiCall) -> None:
-    row, _ = await _visible(call)
-    await documents.delete_where(
-        call.sessions, call.settings.documents.root, NumberDocument.id == row.id
-    )
+    doc = await _visible(call)
+    await documents.delete(call.sessions, call.settings.documents.root, doc)
 
 
 NUM = "/api/v1/numbers/{did}/documents"

@@ -24,11 +24,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcontrol.db.models import NumberDocument
 from callcontrol.domain.callerid import parse_did
 from callcontrol.domain.destinations import DestinationPolicy
 from callcontrol.domain.errors import InvalidInput
 from callcontrol.keys import SESSIONS, SETTINGS
+from callcontrol.services import end_user_documents
 from callcontrol.services.numbers import NumberService
 from callcontrol.settings import MediaSettings, Settings
 from callcontrol.web.api import lookup
@@ -245,10 +245,7 @@ async def _refuse_customer(
             await lookup.number(session, caller, did)
     document_id = path.get("number_document_id")
     if isinstance(document_id, int):
-        async with request.app[SESSIONS]() as session:
-            found = await session.get(NumberDocument, document_id)
-            if found is None or not caller.may_see(found.account_id):
-                raise NotFound(f"document {document_id} not found")
+        await end_user_documents.visible(request.app[SESSIONS], document_id, caller.may_see)
     caller.require_operator()
 
 

@@ -66,10 +66,8 @@ async def get_rate(call: ApiCall) -> RateOut:
 async def edit_rate(call: ApiCall) -> RateOut:
     body = call.body_as(RateEdit)
     async with call.sessions() as session, session.begin():
-        rate = await rates.get_rate(session, call.id("rate_id"))
-        for name, value in body.model_dump(exclude_none=True).items():
-            setattr(rate, name, value)
-        await session.flush()
+        changes = body.model_dump(exclude_none=True)
+        rate = await rates.edit_rate(session, call.id("rate_id"), changes)
         return RateOut.model_validate(rate)
 
 

@@ -1,0 +1,365 @@
+"""The cluster's configuration: a Kamailio edge in front of N Asterisk nodes.
+
+Rules this module keeps:
+- Pure: :func:`render_kamailio_config` turns a :class:`ClusterSettings` into
+  ``{file name: text}`` for Kamailio (``kamailio.cfg``, ``dispatcher.list``);
+  :func:`node_asterisk_plan` turns the engine's :class:`AsteriskPlan` into the
+  plan of one node, which ``render_asterisk_config`` renders like any other.
+  Nothing here reads or writes a file. ``callcontrol cluster render`` writes the
+  result; the cluster sandbox installs the same text.
+- The edge is a stateful proxy that stays in the dialog (``record_route``), so
+  in-dialog requests of the caller reach the node that took the call. Each
+  node's carrier endpoint matches exactly the edge's address: a node takes
+  inbound calls from the edge only.
+- Failover: the dispatcher probes every node with OPTIONS every
+  ``ping_interval_s``; ``probing_threshold`` failed probes take a node out, and
+  a call the node does not answer at all (not even 100 Trying) within
+  ``node_timeout_ms`` marks it out at once. Such a timeout and a node's
+  500-504 are retried on the next node (``ds_next_dst``): 503 is what a node
+  answers when its engine is gone (the dialplan's ``Hangup(34)``) or saturated.
+  Every other reply is final and goes back to the caller: 404, 403, 486, 603,
+  and also a 408 or 480 *sent by a node*, because on this engine those are the
+  engine's decisions (no answer, no destination - causes 18/19), and retrying
+  them would ring the customer a second time and write a second CDR.
+- Calls from the nodes to the PSTN carrier and to far ends go out directly, not
+  through the edge: the edge's job is to spread inbound calls; outbound legs
+  already have their node, and a second hop would only add latency and one
+  more thing to fail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from provisioning.asterisk_config import AmiPlan, AsteriskConfigError, AsteriskPlan
+
+DISPATCHER_SET = 1
+#: Kamailio's dispatcher algorithm 4: round-robin over the active nodes.
+ROUND_ROBIN = 4
+FAILOVER_CODES = "500|501|502|503|504"
+KAMAILIO_MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+KAMAILIO_FILES = ("kamailio.cfg", "dispatcher.list")
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClusterNode(_Part):
+    """One Asterisk node with its own engine."""
+
+    name: str = Field(pattern=r"^[a-z0-9-]{1,32}$")
+    address: str
+    """The node's own IP: PJSIP, ARI/HTTP and RTP bind to it."""
+    sip_port: int = Field(default=5060, ge=1, le=65535)
+    http_port: int = Field(default=8088, ge=1, le=65535)
+    ami_port: int = Field(default=5038, ge=1, le=65535)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @property
+    def sip_uri(self) -> str:
+        return f"sip:{self.address}:{self.sip_port}"
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://{self.address}:{self.http_port}"
+
+
+def _default_nodes() -> tuple[ClusterNode, ...]:
+    return (
+        ClusterNode(name="node1", address="127.0.3.11"),
+        ClusterNode(name="node2", address="127.0.3.12"),
+    )
+
+
+class ClusterSettings(_Part):
+    """The edge and its nodes (``CALLCONTROL_CLUSTER__*``). The defaults are the
+    loopback cluster sandbox (docs/cluster.md); a deployment names its own."""
+
+    edge_address: str = "127.0.3.1"
+    edge_port: int = Field(default=5060, ge=1, le=65535)
+    nodes: tuple[ClusterNode, ...] = Field(default_factory=_default_nodes)
+    carrier_match: tuple[str, ...] = ("127.0.3.16/28",)
+    """Sources allowed to send new calls to the edge (the carriers)."""
+    config_dir: str = "/etc/kamailio"
+    """Where ``kamailio.cfg`` and ``dispatcher.list`` are installed (absolute)."""
+    run_dir: str = "/run/kamailio"
+    """Where the control socket for ``kamcmd`` lives (``kamailio_ctl``)."""
+    ping_interval_s: int = Field(default=1, ge=1, le=3600)
+    probing_threshold: int = Field(default=1, ge=1, le=10)
+    inactive_threshold: int = Field(default=1, ge=1, le=10)
+    node_timeout_ms: int = Field(default=2000, ge=100, le=60000)
+    """A node that sends nothing (not even 100 Trying) this long is skipped."""
+    children: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("edge_address")
+    @classmethod
+    def _edge(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("carrier_match")
+    @classmethod
+    def _carriers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ClusterSettings:
+        names = [node.name for node in self.nodes]
+        if not names:
+            raise ValueError("a cluster needs at least one node")
+        if len(set(names)) != len(names):
+            raise ValueError("node names must be unique")
+        if not (self.config_dir.startswith("/") and self.run_dir.startswith("/")):
+            raise ValueError("config_dir and run_dir must be absolute paths")
+        return self
+
+    @property
+    def edge_uri(self) -> str:
+        return f"sip:{self.edge_address}:{self.edge_port}"
+
+    def node(self, name: str) -> ClusterNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+def node_app(app: str, node: ClusterNode) -> str:
+    """The ARI app of a node's engine: its own name, so engines never replace each other."""
+    return f"{app}-{node.name}"
+
+
+def node_asterisk_plan(
+    base: AsteriskPlan, cluster: ClusterSettings, node: ClusterNode
+) -> AsteriskPlan:
+    """``base`` (the engine's plan) bound to one node: SIP, HTTP, RTP and AMI on
+    the node's address, inbound calls from the edge only, the node's app name."""
+    address = base.address.model_copy(
+        update={
+            "sip_bind": f"{node.address}:{node.sip_port}",
+            "media_address": node.address,
+            "carrier_match": (cluster.edge_address,),
+        }
+    )
+    ami = None
+    if base.ami is not None:
+        ami = AmiPlan(
+            host=node.address,
+            port=node.ami_port,
+            username=base.ami.username,
+            password=base.ami.password,
+            permit=base.ami.permit,
+        )
+    return replace(
+        base,
+        app=node_app(base.app, node),
+        http_host=node.address,
+        http_port=node.http_port,
+        address=address,
+        ami=ami,
+        allowed_origins=(),
+        system_name=node.name,
+    )
+
+
+def render_kamailio_config(cluster: ClusterSettings) -> dict[str, str]:
+    """File name → text of the edge's configuration."""
+    if cluster.edge_address in {node.address for node in cluster.nodes}:
+        raise AsteriskConfigError("the edge and a node cannot share an address")
+    return {"kamailio.cfg": _kamailio_cfg(cluster), "dispatcher.list": _dispatcher_list(cluster)}
+
+
+def _dispatcher_list(cluster: ClusterSettings) -> str:
+    lines = [
+        "# callcontrol: the Asterisk nodes behind the edge. Rendered; do not edit.",
+        "# setid destination flags priority attributes",
+    ]
+    for node in cluster.nodes:
+        lines.append(f"{DISPATCHER_SET} {node.sip_uri} 0 0 duid={node.name}")
+    return "\n".join(lines) + "\n"
+
+
+def _carrier_check(cluster: ClusterSettings) -> str:
+    tests = " || ".join(
+        f'is_in_subnet("$si", "{ipaddress.ip_network(net, strict=False)}")'
+        for net in cluster.carrier_match
+    )
+    return tests or "0"
+
+
+def _kamailio_cfg(cluster: ClusterSettings) -> str:
+    head = _HEAD.format(
+        listen=f"udp:{cluster.edge_address}:{cluster.edge_port}",
+        children=cluster.children,
+        alias=f"{cluster.edge_address}:{cluster.edge_port}",
+        mpath=KAMAILIO_MODULES_DIR,
+        list_file=f"{cluster.config_dir.rstrip('/')}/dispatcher.list",
+        ping_interval=cluster.ping_interval_s,
+        probing_threshold=cluster.probing_threshold,
+        inactive_threshold=cluster.inactive_threshold,
+        ping_from=f"sip:edge@{cluster.edge_address}",
+        node_timeout=cluster.node_timeout_ms,
+        ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
+    )
+    routes = (
+        _ROUTES.replace("@CARRIERS@", _carrier_check(cluster))
+        .replace("@SET@", str(DISPATCHER_SET))
+        .replace("@ALG@", str(ROUND_ROBIN))
+        .replace("@FAILOVER@", FAILOVER_CODES)
+    )
+    return head + routes
+
+
+_HEAD = """#!KAMAILIO
+# callcontrol: the SIP edge in front of the Asterisk nodes (docs/cluster.md).
+# Rendered by `callcontrol cluster render`; do not edit.
+
+debug=2
+log_stderror=yes
+memdbg=5
+memlog=5
+children={children}
+auto_aliases=no
+disable_tcp=yes
+listen={listen}
+alias="{alias}"
+server_header="Server: callcontrol-edge"
+user_agent_header="User-Agent: callcontrol-edge"
+
+mpath="{mpath}"
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "tmx.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "ipops.so"
+loadmodule "dispatcher.so"
+loadmodule "ctl.so"
+
+modparam("ctl", "binrpc", "{ctl}")
+
+# No reply at all (not even 100 Trying) within this: the node is skipped.
+modparam("tm", "fr_timer", {node_timeout})
+modparam("tm", "fr_inv_timer", 120000)
+modparam("rr", "enable_full_lr", 1)
+modparam("rr", "append_fromtag", 1)
+
+modparam("dispatcher", "list_file", "{list_file}")
+# flags 2: keep the other nodes for ds_next_dst in a failure_route.
+modparam("dispatcher", "flags", 2)
+modparam("dispatcher", "ds_ping_method", "OPTIONS")
+modparam("dispatcher", "ds_ping_from", "{ping_from}")
+modparam("dispatcher", "ds_ping_interval", {ping_interval})
+# Probe every node, up or down, so a node is out after this many missed
+# probes and back in after as many answered ones.
+modparam("dispatcher", "ds_probing_mode", 1)
+modparam("dispatcher", "ds_probing_threshold", {probing_threshold})
+modparam("dispatcher", "ds_inactive_threshold", {inactive_threshold})
+modparam("dispatcher", "ds_ping_reply_codes", "class=2")
+"""
+
+_ROUTES = """
+request_route {
+    if (!mf_process_maxfwd_header("10")) {
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }
+    if (has_totag()) {
+        route(IN_DIALOG);
+        exit;
+    }
+    if (is_method("CANCEL")) {
+        if (t_check_trans()) {
+            t_relay();
+        }
+        exit;
+    }
+    if (is_method("ACK")) {
+        if (t_check_trans()) {
+            t_relay();
+        }
+        exit;
+    }
+    t_check_trans();
+    if (is_method("OPTIONS") && uri == myself && $rU == $null) {
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    if (!(@CARRIERS@)) {
+        xlog("L_NOTICE", "edge: $rm from $si refused (not a carrier)\\n");
+        sl_send_reply("403", "Forbidden");
+        exit;
+    }
+    if (!is_method("INVITE")) {
+        sl_send_reply("405", "Method Not Allowed");
+        exit;
+    }
+    remove_hf("Route");
+    record_route();
+    if (!ds_select_dst("@SET@", "@ALG@")) {
+        xlog("L_WARN", "edge: no node up for $ci\\n");
+        sl_send_reply("503", "No Node Available");
+        exit;
+    }
+    route(TO_NODE);
+}
+
+route[TO_NODE] {
+    xlog("L_INFO", "edge: $ci -> $du\\n");
+    t_on_failure("NODE_FAILED");
+    if (!t_relay()) {
+        sl_reply_error();
+    }
+    exit;
+}
+
+route[IN_DIALOG] {
+    if (loose_route()) {
+        if (!t_relay()) {
+            sl_reply_error();
+        }
+        exit;
+    }
+    if (is_method("ACK")) {
+        if (t_check_trans()) {
+            t_relay();
+        }
+        exit;
+    }
+    sl_send_reply("404", "Not Here");
+}
+
+failure_route[NODE_FAILED] {
+    if (t_is_canceled()) {
+        exit;
+    }
+    if (t_branch_timeout() && !t_branch_replied()) {
+        xlog("L_WARN", "edge: node $du did not answer $ci; marked down\\n");
+        ds_mark_dst("ip");
+    } else if (t_check_status("@FAILOVER@")) {
+        xlog("L_WARN", "edge: node $du answered $T_reply_code for $ci; next node\\n");
+    } else {
+        exit;
+    }
+    if (ds_next_dst()) {
+        route(TO_NODE);
+    }
+}
+"""

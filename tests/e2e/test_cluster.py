@@ -1,0 +1,355 @@
+"""The cluster, for real: a Kamailio edge, two Asterisk nodes, an engine per
+node, one PostgreSQL, SIPp (PostgreSQL only: engines share the database).
+
+Addresses (loopback, this file's own): the edge 127.0.3.1:5060; node1
+127.0.3.11, node2 127.0.3.12 (SIP 5060, ARI 8088); the carrier's callers
+127.0.3.21; the far end 127.0.3.31:5080. Every call goes caller -> edge ->
+node -> engine -> far end; which node took it shows in the far end's INVITE
+(its top Via is the node's address). The module holds the machine-wide
+Asterisk lock while the cluster runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.asterisk import default_config, exclusive_asterisk
+from support.data import Seeder, next_did
+from support.engine import EngineProcess
+from support.sipp import Sipp, SippResult
+from support.smtp import SmtpSink
+
+from callcontrol.domain.vocabulary import DestinationType
+from callcontrol.sandbox import cluster as cluster_sandbox
+from callcontrol.sandbox import cluster_edge, control, process
+from callcontrol.sandbox.config import SandboxConfig
+from callcontrol.sandbox.layout import MEDIA_MOUNT_POINT
+from provisioning.kamailio_config import ClusterSettings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgresql_only]
+
+CARRIER = "127.0.3.21"
+FAR = "127.0.3.31"
+CALLER_NUMBER = "4915112345678"
+#: The goal of the issue: a node that stops answering is out within this.
+PROBING_GOAL_S = 5.0
+
+
+@dataclass
+class Cluster:
+    layout: cluster_sandbox.ClusterLayout
+    settings: ClusterSettings
+    base: SandboxConfig
+    engines: dict[str, EngineProcess]
+    engine_env: dict[str, dict[str, str]]
+    logs: Path
+    log_offsets: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def edge(self) -> str:
+        return f"{self.settings.edge_address}:{self.settings.edge_port}"
+
+    def node_of_address(self) -> dict[str, str]:
+        return {node.address: node.name for node in self.settings.nodes}
+
+    def dispatcher_flags(self) -> dict[str, str]:
+        """Node name -> the dispatcher's flags (``AP`` active, ``IP`` inactive ...)."""
+        text = cluster_edge.rpc(self.layout.edge_dir, "dispatcher.list")
+        names = {node.sip_uri: node.name for node in self.settings.nodes}
+        found: dict[str, str] = {}
+        for uri, flags in re.findall(r"URI: (sip:\S+)\s+FLAGS: (\S+)", text):
+            found[names.get(uri, uri)] = flags
+        return found
+
+    def start_engine(self, name: str) -> EngineProcess:
+        log = self.logs / f"engine-{name}.log"
+        self.log_offsets[name] = log.stat().st_size if log.exists() else 0
+        engine = EngineProcess(env=self.engine_env[name], log_path=log)
+        engine.start()
+        self.engines[name] = engine
+        return engine
+
+    def channels(self, name: str) -> str:
+        return process.cli(self.layout.node(name), "core show channels concise")
+
+
+def engine_env(
+    db_url: str, smtp: SmtpSink, base: SandboxConfig, node_name: str, settings: ClusterSettings,
+    layout: cluster_sandbox.ClusterLayout, logs: Path,
+) -> dict[str, str]:  # fmt: skip
+    config = cluster_sandbox.node_config(base, settings, settings.node(node_name))
+    return {
+        "CALLCONTROL_ENVIRONMENT": "test",
+        "CALLCONTROL_DATABASE__URL": db_url,
+        "CALLCONTROL_ARI__URL": f"http://{config.http_host}:{config.http_port}",
+        "CALLCONTROL_ARI__USERNAME": config.ari_username,
+        "CALLCONTROL_ARI__PASSWORD": config.ari_password,
+        "CALLCONTROL_ARI__APP": config.ari_app,
+        "CALLCONTROL_MEDIA__ROOT": str(layout.media),
+        "CALLCONTROL_MEDIA__ASTERISK_ROOT": MEDIA_MOUNT_POINT,
+        "CALLCONTROL_SMTP__PORT": str(smtp.port),
+        "CALLCONTROL_LOG_FORMAT": "json",
+        "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
+        "CALLCONTROL_SPOOL__PATH": str(logs / f"spool-{node_name}.db"),
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster_db_url(test_databases: Any) -> Iterator[str]:  # tests/conftest.py DatabaseProvider
+    """The cluster's own database: no other engine of the run (the session's)
+    may take the cluster's jobs lock or see these calls."""
+    url = test_databases.new(migrated=True)
+    yield url
+    test_databases.drop(url)
+
+
+@pytest.fixture
+def data(cluster_db_url: str) -> Seeder:
+    return Seeder(cluster_db_url)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    cluster_db_url: str, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    settings = ClusterSettings()
+    base = default_config()
+    layout = cluster_sandbox.ClusterLayout.default()
+    logs = tmp_path_factory.mktemp("cluster")
+    asked = time.monotonic()
+    with exclusive_asterisk():
+        locked = time.monotonic()
+        cluster_sandbox.up(layout, settings, base)
+        print(
+            f"cluster: lock after {locked - asked:.1f} s, up in {time.monotonic() - locked:.1f} s"
+        )
+        envs = {
+            node.name: engine_env(cluster_db_url, smtp, base, node.name, settings, layout, logs)
+            for node in settings.nodes
+        }
+        handle = Cluster(layout, settings, base, {}, envs, logs)
+        try:
+            for node in settings.nodes:
+                handle.start_engine(node.name)
+            yield handle
+        finally:
+            for engine in handle.engines.values():
+                engine.stop()
+            cluster_sandbox.down(layout, settings)
+            left = cluster_sandbox.leftovers(layout, settings)
+            assert not left, f"left behind by cluster down: {left}"
+
+
+@pytest.fixture(autouse=True)
+def no_channel_left_on_the_nodes(cluster: Cluster) -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 8
+    listing = {}
+    while time.monotonic() < deadline:
+        listing = {
+            node.name: cluster.channels(node.name)
+            for node in cluster.settings.nodes
+            if process.asterisk_pids(cluster.layout.node(node.name))
+        }
+        if not any(text.strip() for text in listing.values()):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"channels left on the nodes after the test: {listing}")
+
+
+def callers(
+    cluster: Cluster, workdir: Path, did: str, *, calls: int, rate: float, talk_ms: int = 500
+) -> Sipp:
+    return Sipp(
+        "cluster_caller.xml", CARRIER, 5070, workdir, remote=cluster.edge, service=did,
+        keys={"caller": CALLER_NUMBER}, calls=calls, rate=rate, duration_ms=talk_ms,
+        timeout_s=60,
+    ).start()  # fmt: skip
+
+
+def far_end(workdir: Path, calls: int) -> Sipp:
+    return (
+        Sipp(
+            "far_answer.xml",
+            FAR,
+            5080,
+            workdir,
+            calls=calls,
+            variables={"answer_ms": "100"},
+            timeout_s=90,
+        )
+        .start()
+        .wait_ready()
+    )
+
+
+def nodes_that_took(cluster: Cluster, far: SippResult) -> Counter[str]:
+    names = cluster.node_of_address()
+    taken: Counter[str] = Counter()
+    for invite in far.received("INVITE"):
+        if "tag=" in (invite.header("To") or ""):
+            continue  # a re-INVITE of a call already counted
+        via = invite.header("Via") or ""
+        address = via.split()[1].split(":")[0] if len(via.split()) > 1 else "?"
+        taken[names.get(address, address)] += 1
+    return taken
+
+
+def forwarded_number(data: Seeder) -> str:
+    account = data.account(balance_minor=100_000)
+    return data.number(account, destinations=[(DestinationType.SIP_URI, f"sip:bob@{FAR}:5080", 20)])
+
+
+def wait_for_cdrs(
+    data: Seeder, did: str, count: int, timeout_s: float = 20
+) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout_s
+    rows = data.cdrs_for(did)
+    while len(rows) < count and time.monotonic() < deadline:
+        time.sleep(0.3)
+        rows = data.cdrs_for(did)
+    return rows
+
+
+def jobs_holders(cluster: Cluster) -> list[str]:
+    """Live engines whose log (since their start) says they hold the cluster's jobs lock."""
+    holders = []
+    for name, engine in cluster.engines.items():
+        if engine.proc is None or engine.proc.poll() is not None:
+            continue
+        held = False
+        with (cluster.logs / f"engine-{name}.log").open("rb") as log:
+            log.seek(cluster.log_offsets.get(name, 0))
+            lines = log.read().decode(errors="replace").splitlines()
+        for line in lines:
+            try:
+                event = json.loads(line).get("event")
+            except ValueError:
+                continue
+            if event == "cluster_jobs_acquired":
+                held = True
+            elif event == "cluster_jobs_released":
+                held = False
+        if held:
+            holders.append(name)
+    return holders
+
+
+def wait_jobs_holders(cluster: Cluster, timeout_s: float = 10) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while not (holders := jobs_holders(cluster)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return holders
+
+
+def test_calls_through_the_edge_are_spread_over_both_nodes_with_one_cdr_each(
+    cluster: Cluster, data: Seeder, workdir: Path
+) -> None:
+    did = forwarded_number(data)
+    far = far_end(workdir, calls=10)
+    caller = callers(cluster, workdir, did, calls=10, rate=5).wait()
+    far_result = far.stop()
+    assert caller.ok and caller.successful == 10, caller.describe()
+    taken = nodes_that_took(cluster, far_result)
+    assert taken == Counter({"node1": 5, "node2": 5}), taken
+    rows = wait_for_cdrs(data, did, 10)
+    assert len(rows) == 10 and all(row["disposition"] == "answered" for row in rows)
+    # The billing run, reminders and the purge: in exactly one of the two engines.
+    assert len(wait_jobs_holders(cluster)) == 1
+
+
+def test_the_engines_rejections_go_back_to_the_caller_once_and_are_not_retried(
+    cluster: Cluster, data: Seeder, workdir: Path
+) -> None:
+    """404 (unknown number) and 480 (a number with nowhere to ring) are the engine's
+    decisions: final at the edge, one node, one CDR (a retry would write two)."""
+    unknown = next_did("+4930999")
+    nowhere = data.number(data.account())
+    for did, code in ((unknown, 404), (nowhere, 480)):
+        result = Sipp(
+            "caller_expect_code.xml", CARRIER, 5070, workdir, remote=cluster.edge, service=did,
+            keys={"caller": CALLER_NUMBER}, variables={"expected": str(code)}, timeout_s=20,
+        ).run()  # fmt: skip
+        assert result.ok, result.describe()
+        call_id = result.messages[0].header("Call-ID")
+        assert call_id
+        edge_log = cluster_edge.log_tail(cluster.layout.edge_dir, 100_000)
+        routed = [line for line in edge_log.splitlines() if f"edge: {call_id} -> " in line]
+        assert len(routed) == 1, routed
+        rows = wait_for_cdrs(data, did, 1)
+        assert [row["sip_code"] for row in rows] == [code]
+
+
+def test_an_engine_killed_under_load_its_node_answers_503_and_the_edge_retries_the_other(
+    cluster: Cluster, data: Seeder, workdir: Path
+) -> None:
+    did = forwarded_number(data)
+    (holder,) = wait_jobs_holders(cluster)
+    calls = 20
+    far = far_end(workdir, calls=calls)
+    caller = callers(cluster, workdir, did, calls=calls, rate=4)
+    time.sleep(1.2)
+    cluster.engines[holder].kill()
+    result = caller.wait(90)
+    far_result = far.stop()
+    assert result.successful == calls and result.failed == 0, result.describe()
+    (survivor,) = set(cluster.engines) - {holder}
+    taken = nodes_that_took(cluster, far_result)
+    assert taken[survivor] >= calls - 6, taken
+    edge_log = cluster_edge.log_tail(cluster.layout.edge_dir, 100_000)
+    assert "answered 503" in edge_log, "the dead engine's node answered 503 and was retried"
+    # The jobs went to the surviving engine (the killed one's session died with it).
+    assert wait_jobs_holders(cluster) == [survivor]
+    rows = wait_for_cdrs(data, did, taken[survivor])
+    assert len(rows) >= taken[survivor]
+    print(f"engine kill: {calls} calls, {taken}; CDRs {len(rows)} (node {holder}'s calls in "
+          "flight at the kill are written when its engine returns)")  # fmt: skip
+    cluster.start_engine(holder)
+    rows = wait_for_cdrs(data, did, calls, timeout_s=20)
+    print(f"after {holder}'s engine restarted: {len(rows)} CDRs for {calls} calls")
+    assert len(rows) == calls, "no CDR lost: the restarted engine wrote its calls' CDRs"
+
+
+def test_a_stopped_asterisk_node_is_out_within_the_probing_interval_and_calls_go_on(
+    cluster: Cluster, data: Seeder, workdir: Path
+) -> None:
+    did = forwarded_number(data)
+    assert set(cluster.dispatcher_flags().values()) == {"AP"}, cluster.dispatcher_flags()
+    calls = 10
+    far = far_end(workdir, calls=calls)
+    stopped = "node1"
+    node_layout = cluster.layout.node(stopped)
+    (pid,) = process.asterisk_pids(node_layout)
+    process.stop(node_layout, pid)
+    started = time.monotonic()
+    caller = callers(cluster, workdir, did, calls=calls, rate=5)
+    while cluster.dispatcher_flags().get(stopped, "")[:1] != "I":
+        assert time.monotonic() - started < PROBING_GOAL_S + 5, cluster.dispatcher_flags()
+        time.sleep(0.05)
+    out_after = time.monotonic() - started
+    result = caller.wait(60)
+    far_result = far.stop()
+    assert result.successful == calls and result.failed == 0, result.describe()
+    assert nodes_that_took(cluster, far_result) == Counter({"node2": calls})
+    assert out_after <= PROBING_GOAL_S, f"node out after {out_after:.1f} s"
+    print(f"asterisk stop: node out of the dispatcher after {out_after:.2f} s; "
+          f"{calls} calls answered by node2")  # fmt: skip
+    # Back in: the node's Asterisk restarted, the probe brings it back.
+    control.up(
+        node_layout,
+        cluster_sandbox.node_config(cluster.base, cluster.settings, cluster.settings.node(stopped)),
+        cluster.layout.media,
+    )
+    deadline = time.monotonic() + 10
+    while cluster.dispatcher_flags().get(stopped) != "AP":
+        assert time.monotonic() < deadline, cluster.dispatcher_flags()
+        time.sleep(0.1)

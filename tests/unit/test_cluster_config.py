@@ -1,0 +1,120 @@
+"""The cluster's configuration rendered from settings: golden files for a
+production-like plan (an edge and two nodes on a private network), and the
+rules the rendered text must keep.
+
+Regenerate the golden files after a deliberate change with
+``CALLCONTROL_UPDATE_GOLDEN=1 pytest tests/unit/test_cluster_config.py`` and
+read the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from callcontrol.sandbox.cluster_cli import rendered_cluster
+from callcontrol.settings import Settings
+from provisioning.asterisk_config import AsteriskConfigError
+from provisioning.kamailio_config import ClusterNode, ClusterSettings, render_kamailio_config
+from provisioning.settings import AsteriskSettings
+
+GOLDEN = Path(__file__).parents[1] / "data" / "cluster-config"
+
+
+def production_settings(**cluster: object) -> Settings:
+    return Settings(
+        ari={"url": "http://10.20.0.5:8088", "password": "ari-pw", "app": "cc-prod"},  # type: ignore[arg-type]
+        ami={"enabled": True, "password": "ami-pw"},  # type: ignore[arg-type]
+        provisioning={"realm": "voice.example.net"},  # type: ignore[arg-type]
+        asterisk=AsteriskSettings(
+            pstn_contact="sip:192.0.2.50:5060", ami_permit=("10.20.0.0/255.255.255.0",)
+        ),
+        cluster=ClusterSettings(
+            **{
+                "edge_address": "10.20.0.2",
+                "nodes": (
+                    ClusterNode(name="node1", address="10.20.0.11"),
+                    ClusterNode(name="node2", address="10.20.0.12"),
+                ),
+                "carrier_match": ("203.0.113.10", "203.0.113.64/26"),
+                **cluster,
+            }  # type: ignore[arg-type]
+        ),
+    )
+
+
+def test_a_production_cluster_renders_exactly_the_golden_files() -> None:
+    folders = rendered_cluster(production_settings())
+    if os.environ.get("CALLCONTROL_UPDATE_GOLDEN"):
+        for folder, files in folders.items():
+            (GOLDEN / folder).mkdir(parents=True, exist_ok=True)
+            for old in (GOLDEN / folder).iterdir():
+                old.unlink()
+            for name, text in files.items():
+                (GOLDEN / folder / name).write_text(text, encoding="utf-8")
+    assert sorted(folders) == sorted(p.name for p in GOLDEN.iterdir())
+    for folder, files in folders.items():
+        golden = {p.name: p.read_text(encoding="utf-8") for p in (GOLDEN / folder).iterdir()}
+        assert sorted(files) == sorted(golden), folder
+        for name, text in files.items():
+            assert text == golden[name], f"{folder}/{name} differs from the golden file"
+
+
+def test_every_node_takes_inbound_calls_from_the_edge_only_on_its_own_addresses() -> None:
+    folders = rendered_cluster(production_settings())
+    for name, address in (("node1", "10.20.0.11"), ("node2", "10.20.0.12")):
+        pjsip = folders[name]["pjsip.conf"]
+        carrier = pjsip.split("[callcontrol-carrier-identify]")[1].split("\n\n")[0]
+        assert re.findall(r"^match = (.+)$", carrier, re.M) == ["10.20.0.2"]
+        assert f"bind = {address}:5060" in pjsip
+        assert f"media_address = {address}" in pjsip
+        assert f"bindaddr = {address}" in folders[name]["http.conf"]
+        assert f"bindaddr = {address}" in folders[name]["manager.conf"]
+        assert f"Stasis(cc-prod-{name}," in folders[name]["extensions_callcontrol.conf"]
+        # Channel ids (the CDRs' keys) carry the node: two nodes never make the same one.
+        assert f"[options]\nsystemname = {name}\n" in folders[name]["asterisk.conf"]
+    assert "203.0.113" not in folders["node1"]["pjsip.conf"]
+
+
+def test_the_dispatcher_lists_every_node_and_probes_them_every_second() -> None:
+    files = render_kamailio_config(production_settings().cluster)
+    assert files["dispatcher.list"].splitlines()[2:] == [
+        "1 sip:10.20.0.11:5060 0 0 duid=node1",
+        "1 sip:10.20.0.12:5060 0 0 duid=node2",
+    ]
+    cfg = files["kamailio.cfg"]
+    assert 'modparam("dispatcher", "ds_ping_interval", 1)' in cfg
+    assert 'modparam("dispatcher", "ds_probing_threshold", 1)' in cfg
+    assert 'modparam("dispatcher", "ds_probing_mode", 1)' in cfg
+    assert 'modparam("dispatcher", "list_file", "/etc/kamailio/dispatcher.list")' in cfg
+    assert "listen=udp:10.20.0.2:5060" in cfg
+
+
+def test_the_failure_route_retries_node_failures_and_passes_the_engines_decisions_back() -> None:
+    cfg = render_kamailio_config(production_settings().cluster)["kamailio.cfg"]
+    failure = cfg.split("failure_route[NODE_FAILED]")[1]
+    assert 't_check_status("500|501|502|503|504")' in failure
+    assert "t_branch_timeout() && !t_branch_replied()" in failure
+    assert "ds_next_dst()" in failure
+    for final in ("404", "403", "408", "480", "486", "603"):
+        assert final not in failure
+
+
+def test_only_the_carriers_may_start_calls_at_the_edge() -> None:
+    cfg = render_kamailio_config(production_settings().cluster)["kamailio.cfg"]
+    assert (
+        'if (!(is_in_subnet("$si", "203.0.113.10/32") || is_in_subnet("$si", "203.0.113.64/26"))) {'
+    ) in cfg
+
+
+def test_an_edge_on_a_nodes_address_and_duplicate_nodes_are_refused() -> None:
+    with pytest.raises(AsteriskConfigError):
+        render_kamailio_config(production_settings(edge_address="10.20.0.11").cluster)
+    with pytest.raises(ValidationError):
+        ClusterSettings(nodes=(ClusterNode(name="a", address="10.0.0.1"),) * 2)
+    with pytest.raises(ValidationError):
+        ClusterSettings(carrier_match=("not-an-address",))
