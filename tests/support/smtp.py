@@ -6,6 +6,7 @@ import email
 import email.policy
 import time
 from email.message import EmailMessage
+from email.utils import getaddresses
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -42,7 +43,8 @@ class SmtpSink:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for message in self._handler.messages:
-                if to in str(message["To"]):
+                addresses = {a.lower() for _, a in getaddresses([str(message["To"] or "")])}
+                if to.lower() in addresses:  # the address itself, not a substring of another
                     return message
             time.sleep(0.1)
         raise AssertionError(f"no mail to {to} within {timeout_s}s")
