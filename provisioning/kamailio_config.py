@@ -370,6 +370,11 @@ route[FROM_PHONE] {
     }
     remove_hf("Route");
     if (is_method("REGISTER")) {
+        # Asterisk keeps a Path only from a UA that says it supports it (else
+        # 420); the edge is the phones' only way in, so it says so for them.
+        if (!search("^(Supported|k):.*path")) {
+            append_hf("Supported: path\\r\\n");
+        }
         if (!add_path_received()) {
             sl_send_reply("500", "Path Failed");
             exit;

@@ -83,6 +83,9 @@ def account_rows(
     }
     if support_path:  # only then: tables made before the column existed stay writable
         aor["support_path"] = "yes"
+        # Behind a proxy that adds Path, a REGISTER's source is the proxy: the
+        # contact is kept as the phone sent it, the proxy's Path leads to it.
+        endpoint["rewrite_contact"] = "no"
     return {"endpoint": endpoint, "auth": auth, "aor": aor}
 
 

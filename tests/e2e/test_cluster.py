@@ -413,7 +413,7 @@ def test_a_phone_registered_through_the_edge_is_rung_by_whichever_node_takes_the
     # Both nodes see the contact (shared ps_contacts), with the edge's Path.
     for node in cluster.settings.nodes:
         shown = process.cli(cluster.layout.node(node.name), f"pjsip show aor {login}")
-        assert f"{login}@{PHONE}:{PHONE_PORT}" in shown, (node.name, shown)
+        assert f"sip:{login}@{PHONE}:{PHONE_PORT}" in shown, (node.name, shown)
     did = data.number(account, destinations=[(DestinationType.SIP_ACCOUNT, login, 20)])
     calls = 6
     phone = Sipp(
