@@ -137,7 +137,7 @@ class ClusterSettings(_Part):
             raise ValueError("node names must be unique")
         taken = {node.address for node in self.nodes}
         if self.phone_source_address in taken | {self.edge_address}:
-            raise ValueError("phone_source_address must differ from the edge's and nodes' addresses")
+            raise ValueError("phone_source_address must differ from the edge and the nodes")
         if not (self.config_dir.startswith("/") and self.run_dir.startswith("/")):
             raise ValueError("config_dir and run_dir must be absolute paths")
         return self
@@ -244,6 +244,7 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         .replace("@FAILOVER@", FAILOVER_CODES)
         .replace("@CARRIER_SOCKET@", f"udp:{cluster.edge_address}:{cluster.edge_port}")
         .replace("@PHONE_SOCKET@", cluster.phone_socket)
+        .replace("@PHONE_ADDRESS@", cluster.phone_source_address)
         .replace("@HASH@", str(HASH_CALL_ID))
     )
     return head + routes
@@ -392,12 +393,20 @@ route[FROM_PHONE] {
     route(TO_NODE);
 }
 
-# A node calling a phone: the Route is the Path of the phone's REGISTER.
+# A node calling a phone: its only Route is the Path of the phone's REGISTER
+# (ours), whose received= is where the phone registered from. (loose_route()
+# would drop a lone local Route of a new request and return false.)
 route[FROM_NODE] {
-    if (!is_method("INVITE") || !loose_route()) {
-        xlog("L_NOTICE", "edge: $rm from node $si without our Route refused\\n");
+    $var(path) = $(hdr(Route){nameaddr.uri});
+    if (!is_method("INVITE") || $(var(path){uri.host}) != "@PHONE_ADDRESS@") {
+        xlog("L_NOTICE", "edge: $rm $ru from node $si refused (Route: $hdr(Route))\\n");
         sl_send_reply("403", "Forbidden");
         exit;
+    }
+    $var(phone) = $(var(path){uri.param,received}{s.unescape.param});
+    remove_hf("Route");
+    if ($var(phone) != "") {
+        $du = $var(phone);
     }
     record_route();
     xlog("L_INFO", "edge: $ci node $si -> phone $du\\n");
