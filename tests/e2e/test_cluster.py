@@ -393,7 +393,8 @@ def nodes_that_rang(cluster: Cluster, phone: SippResult) -> Counter[str]:
             continue
         head = invite.text.split("\n\n", 1)[0]
         hosts = re.findall(r"(?im)^(?:via|v):\s*SIP/2\.0/UDP\s+([0-9.]+)", head)
-        assert hosts and hosts[0] == cluster.settings.edge_address, hosts  # came via the edge
+        edge = {cluster.settings.edge_address, cluster.settings.phone_source_address}
+        assert hosts and hosts[0] in edge, hosts  # the node's INVITE came through the edge
         nodes = [names[host] for host in hosts if host in names]
         taken[nodes[0] if nodes else "?"] += 1
     return taken
