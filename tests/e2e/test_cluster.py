@@ -429,3 +429,31 @@ def test_a_phone_registered_through_the_edge_is_rung_by_whichever_node_takes_the
     assert len(rows) == calls, rows
     assert all(row["disposition"] == "answered" for row in rows), rows
     assert {row["answered_destination"] for row in rows} == {f"1:sip_account:{login}"}
+
+
+def test_a_phone_behind_the_edge_calls_out_through_a_node(
+    cluster: Cluster, data: Seeder, cluster_db_url: str, workdir: Path
+) -> None:
+    """The phone's INVITE reaches a node from the edge's phone address, so the
+    node identifies the account by user name (not as the carrier) and challenges it."""
+    account = data.account(balance_minor=1000)
+    login = f"edgeout{account}"
+    password = new_sip_account(cluster_db_url, account, login)
+    data.rate("49", 6)
+    carrier = Sipp(
+        "far_answer.xml", "127.0.0.5", 5060, workdir, variables={"answer_ms": "100"},
+        timeout_s=30,
+    ).start().wait_ready()  # fmt: skip
+    caller = Sipp(
+        "phone_call.xml", PHONE, PHONE_PORT + 1, workdir, remote=cluster.edge,
+        service="0306660123", keys={"login": login}, duration_ms=500,
+        extra_args=("-au", login, "-ap", password), timeout_s=20,
+    ).run()  # fmt: skip
+    pstn = carrier.wait(15)
+    assert caller.ok, caller.describe()
+    assert pstn.ok, pstn.describe()
+    invite = pstn.received("INVITE")[0]
+    assert invite.first_line.startswith("INVITE sip:+49306660123@"), invite.first_line
+    cdr = data.wait_for_cdr("+49306660123")
+    assert cdr["direction"] == "outbound" and cdr["disposition"] == "answered"
+    assert cdr["caller"] == login and cdr["account_id"] == account
