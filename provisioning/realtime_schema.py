@@ -123,3 +123,8 @@ async def create_realtime_tables(engine: AsyncEngine) -> None:
     (existing ones are kept)."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all, checkfirst=True)
+        if conn.dialect.name == "postgresql":
+            # ps_aors made by an older callcontrol (before Path support) lacks it.
+            await conn.exec_driver_sql(
+                "ALTER TABLE ps_aors ADD COLUMN IF NOT EXISTS support_path VARCHAR(5)"
+            )

@@ -160,8 +160,7 @@ _ASTERISK_DDL = (
     "password VARCHAR(80), realm VARCHAR(255), username VARCHAR(40), "
     "password_digest VARCHAR(1024))",
     "CREATE TABLE ps_aors (id VARCHAR(255) NOT NULL UNIQUE, contact VARCHAR(255), "
-    "max_contacts INTEGER, remove_existing ast_bool_values, qualify_frequency INTEGER, "
-    "support_path ast_bool_values)",
+    "max_contacts INTEGER, remove_existing ast_bool_values, qualify_frequency INTEGER)",
 )
 
 
