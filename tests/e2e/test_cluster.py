@@ -437,6 +437,8 @@ def test_a_phone_behind_the_edge_calls_out_through_a_node(
     """The phone's INVITE reaches a node from the edge's phone address, so the
     node identifies the account by user name (not as the carrier) and challenges it."""
     account = data.account(balance_minor=1000)
+    did = data.number(account, did=next_did("+4930777"), callerid_service=True)
+    data.present(account, did)  # a Berlin number: the national number below is German
     login = f"edgeout{account}"
     password = new_sip_account(cluster_db_url, account, login)
     data.rate("49", 6)
@@ -445,12 +447,14 @@ def test_a_phone_behind_the_edge_calls_out_through_a_node(
         timeout_s=30,
     ).start().wait_ready()  # fmt: skip
     caller = Sipp(
-        "phone_call.xml", PHONE, PHONE_PORT + 1, workdir, remote=cluster.edge,
+        "phone_call_via_edge.xml", PHONE, PHONE_PORT + 1, workdir, remote=cluster.edge,
         service="0306660123", keys={"login": login}, duration_ms=500,
         extra_args=("-au", login, "-ap", password), timeout_s=20,
     ).run()  # fmt: skip
-    pstn = carrier.wait(15)
+    if not caller.ok:
+        carrier.stop()
     assert caller.ok, caller.describe()
+    pstn = carrier.wait(15)
     assert pstn.ok, pstn.describe()
     invite = pstn.received("INVITE")[0]
     assert invite.first_line.startswith("INVITE sip:+49306660123@"), invite.first_line
