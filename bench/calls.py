@@ -1,7 +1,7 @@
 """Load through real Asterisk: each engine case beside its dialplan-only twin.
 
     python -m bench.calls [--rates 50,100,200] [--seconds 10] [--db sqlite|postgresql]
-                          [--cases reject,forward] [--paths twin,engine]
+                          [--cases reject,forward] [--paths twin,agi,engine]
                           [--talk-ms 100] [--json PATH] [--keep]
 
 Starts the Asterisk sandbox, a database (a SQLite file, or a throwaway
@@ -13,7 +13,10 @@ a SIPp far end on 127.0.0.3:5080 (answers at once, hangs up after
 - reject / engine: caller 127.0.0.2 -> suspended DID -> Stasis -> 403 (cause 21);
 - reject / twin:   caller 127.0.0.9 -> dialplan ``Hangup(21)`` -> 403;
 - forward / engine: caller 127.0.0.2 -> active DID -> engine dials the far end;
-- forward / twin:   caller 127.0.0.9 -> dialplan ``Dial()`` of the same far end.
+- forward / twin:   caller 127.0.0.9 -> dialplan ``Dial()`` of the same far end;
+- reject|forward / agi: caller 127.0.0.8 -> the FastAGI dialplan asks a second
+  engine process (``calls.executor=agi``, 127.0.0.1:4573) -> native
+  ``Hangup(21)`` / ``Dial()``, then the hangup handler's CDR report.
 
 Per step it reports SIPp's counts and retransmissions (``-trace_stat``), the
 time to the final response / answer (``-trace_rtt``, rtd 1: INVITE -> 403 or
@@ -62,6 +65,8 @@ SCENARIOS = ROOT / "sipp-scenarios"
 ASTERISK = "127.0.0.1:5060"
 ENGINE_CARRIER = "127.0.0.2"
 TWIN_CARRIER = "127.0.0.9"
+AGI_CARRIER = "127.0.0.8"  # provisioning/asterisk_config.py BENCH_AGI_CARRIER_IP
+CARRIER_OF_PATH = {"engine": ENGINE_CARRIER, "twin": TWIN_CARRIER, "agi": AGI_CARRIER}
 FAR_END = ("127.0.0.3", 5080)
 SUSPENDED_DID = "+4930777000001"
 FORWARDED_DID = "+4930777000002"
@@ -69,7 +74,7 @@ TWIN_SERVICE = {"reject": "14930777000001", "forward": "24930777000002"}
 ENGINE_SERVICE = {"reject": SUSPENDED_DID[1:], "forward": FORWARDED_DID[1:]}
 CALLER_SCENARIO = {"reject": "bench_caller_reject.xml", "forward": "bench_caller_forward.xml"}
 CASES = ("reject", "forward")
-PATHS = ("twin", "engine")
+PATHS = ("twin", "agi", "engine")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SETTLE_LIMIT_S = 30.0
 
@@ -239,15 +244,20 @@ class Rig:
     asterisk: AsteriskSandbox
     engine: EngineProcess
     db_url: str
+    agi_engine: EngineProcess | None = None
     counter: int = 0
     engine_idle_cpu: float = 0.0
     """CPU seconds per second the engine uses with no call (timers, heartbeats)."""
+    agi_idle_cpu: float = 0.0
 
     def measure_idle(self, seconds: float = 5.0) -> None:
         pid = self.engine.proc.pid if self.engine.proc else 0
-        began, cpu0 = time.monotonic(), cpu_seconds(pid)
+        agi_pid = self.agi_engine.proc.pid if self.agi_engine and self.agi_engine.proc else 0
+        began, cpu0, agi0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(agi_pid)
         time.sleep(seconds)
-        self.engine_idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - began)
+        took = time.monotonic() - began
+        self.engine_idle_cpu = (cpu_seconds(pid) - cpu0) / took
+        self.agi_idle_cpu = (cpu_seconds(agi_pid) - agi0) / took if agi_pid else 0.0
 
     def metric(self, name: str) -> float:
         for line in self.engine.metrics().splitlines():
@@ -288,8 +298,8 @@ class Rig:
         folder = self.workdir / f"{self.counter:02d}-{rate}-{case}-{path}"
         folder.mkdir()
         calls = rate * seconds
-        carrier = ENGINE_CARRIER if path == "engine" else TWIN_CARRIER
-        service = (ENGINE_SERVICE if path == "engine" else TWIN_SERVICE)[case]
+        carrier = CARRIER_OF_PATH[path]
+        service = (TWIN_SERVICE if path == "twin" else ENGINE_SERVICE)[case]
         did = SUSPENDED_DID if case == "reject" else FORWARDED_DID
         command = sipp_command(
             CALLER_SCENARIO[case],
@@ -302,9 +312,10 @@ class Rig:
             calls=calls,
             timeout_s=seconds + 40,
         )
-        engine_pid = self.engine.proc.pid if self.engine.proc else 0
+        process = self.agi_engine if path == "agi" else self.engine
+        engine_pid = process.proc.pid if process is not None and process.proc else 0
         events0 = self.metric("callcontrol_ari_events_total")
-        cdrs0 = self.cdr_count(did) if path == "engine" else 0
+        cdrs0 = self.cdr_count(did) if path != "twin" else 0
         ast0, eng0 = cpu_seconds(self.asterisk.pid), cpu_seconds(engine_pid)
         began = time.monotonic()
         with open(folder / "stdout.txt", "wb") as out:
@@ -317,9 +328,10 @@ class Rig:
             stop_process(caller)
         self.settle()
         ast1, eng1 = cpu_seconds(self.asterisk.pid), cpu_seconds(engine_pid)
-        idle = self.engine_idle_cpu * (time.monotonic() - began) if path == "engine" else 0.0
+        idle_rate = {"engine": self.engine_idle_cpu, "agi": self.agi_idle_cpu}.get(path, 0.0)
+        idle = idle_rate * (time.monotonic() - began)
         events = self.metric("callcontrol_ari_events_total") - events0
-        cdrs = self.cdr_count(did) - cdrs0 if path == "engine" else 0
+        cdrs = self.cdr_count(did) - cdrs0 if path != "twin" else 0
         stats = read_stats(folder)
         attempted = stats.attempted or calls
         return Step(
@@ -405,6 +417,24 @@ def engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> Eng
     )
 
 
+def agi_engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> EngineProcess:
+    """The FastAGI executor's engine: its own ARI app name (it takes no Stasis call)."""
+    process = engine_process(asterisk, db_url, workdir)
+    process.env |= {
+        "CALLCONTROL_CALLS__EXECUTOR": "agi",
+        "CALLCONTROL_ARI__APP": asterisk.app + "-agi",
+        "CALLCONTROL_SPOOL__PATH": str(workdir / "agi-spool.db"),
+        # Hangup reports Asterisk could not deliver (FastAGI connect timed out
+        # under overload) are replayed from the node's fallback file: counted.
+        "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(
+            asterisk.layout.root / "var/log/asterisk/callcontrol-agi-cdr.log"
+        ),
+        "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "1",
+    }
+    process.log_path = workdir / "agi-engine.log"
+    return process
+
+
 @contextmanager
 def running_engine(process: EngineProcess) -> Iterator[EngineProcess]:
     process.start()
@@ -467,6 +497,19 @@ def comparison(steps: list[Step], rates: list[int]) -> str:
             f"{case}: clean rate engine {clean['engine']}/s, twin {clean['twin']}/s "
             f"-> {ratio:.0%} of the twin (goal >= 75 %; only rates tried: {rates})"
         )
+        agi_steps = [s for s in steps if s.case == case and s.path == "agi"]
+        if agi_steps:
+            agi_ratio = clean["agi"] / clean["twin"] if clean["twin"] else 0.0
+            lines.append(
+                f"{case}: clean rate agi {clean['agi']}/s -> {agi_ratio:.0%} of the twin "
+                f"(goal >= 90 %)"
+            )
+            lines.append(
+                f"{case}: agi engine CPU per call "
+                f"{min(s.engine_net_ms_per_call for s in agi_steps):.3f}-"
+                f"{max(s.engine_net_ms_per_call for s in agi_steps):.3f} ms net of idle "
+                f"(goal <= 1 ms)"
+            )
         at = {s.path: s for s in steps if s.case == case and s.rate == 200}
         engine_p99 = at["engine"].p99_ms if "engine" in at else None
         twin_p99 = at["twin"].p99_ms if "twin" in at else None
@@ -512,7 +555,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--talk-ms", type=int, default=100, help="far end: answer, then BYE after")
     parser.add_argument("--cases", default="reject,forward")
-    parser.add_argument("--paths", default="twin,engine", help="twin, engine or both")
+    parser.add_argument("--paths", default="twin,engine", help="any of twin,agi,engine")
     parser.add_argument("--json", type=Path, default=None, help="also write the steps as JSON")
     parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (SIPp files, logs)"
@@ -540,8 +583,13 @@ def main(argv: list[str] | None = None) -> int:
             sandbox = stack.enter_context(asterisk_sandbox())
             print(f"bench: Asterisk {sandbox.version} pid {sandbox.pid}; db {args.db}", flush=True)
             engine = stack.enter_context(running_engine(engine_process(sandbox, db_url, workdir)))
+            agi = None
+            if "agi" in paths:
+                agi = stack.enter_context(
+                    running_engine(agi_engine_process(sandbox, db_url, workdir))
+                )
             stack.enter_context(far_end(workdir, args.talk_ms))
-            rig = Rig(workdir, sandbox, engine, db_url)
+            rig = Rig(workdir, sandbox, engine, db_url, agi_engine=agi)
             rig.settle()
             rig.measure_idle()
             rig_idle[0] = rig.engine_idle_cpu

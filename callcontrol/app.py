@@ -21,6 +21,8 @@ import uvloop
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callcontrol.agi.executor import AgiExecutor, MediaFolders
+from callcontrol.agi.server import AgiServer
 from callcontrol.ari import events as ari_events
 from callcontrol.ari.client import AriClient
 from callcontrol.ari.errors import AriError
@@ -377,6 +379,38 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
+async def _agi_server(app: web.Application) -> AsyncIterator[None]:
+    """The FastAGI executor (``calls.executor = "agi"``), beside the ARI engine:
+    the same router decides, the dialplan carries the plan out, CDRs and
+    voicemail go through the same spooled ports."""
+    settings, spooled, part = app[SETTINGS], app[SPOOLED], app[SETTINGS].agi
+    jobs = TaskSupervisor("agi-jobs")
+    executor = AgiExecutor(
+        router=call_router(settings, app[SESSIONS]),
+        ledger=CountingLedger(spooled.ledger, metrics=app[CALL_METRICS]),
+        voicemail=spooled.voicemail, jobs=jobs,
+        media=MediaFolders(settings.media.root, settings.media.asterisk_path("")),
+    )  # fmt: skip
+    executor.prepare()
+    server = AgiServer(
+        executor.handlers(), host=part.host, port=part.port,
+        header_timeout_s=part.header_timeout_s, command_timeout_s=part.command_timeout_s,
+    )  # fmt: skip
+    await server.start()
+    replay = None
+    if part.cdr_fallback_path is not None:
+        replay = jobs.spawn(
+            executor.replay_fallback_every(part.cdr_fallback_path, part.cdr_fallback_every_s),
+            name="agi-cdr-fallback",
+        )
+    yield
+    if replay is not None:
+        replay.cancel()
+    await server.close()
+    await jobs.drain(seconds=5.0)  # CDR writes of calls that just ended
+    await jobs.close()
+
+
 async def _billing(app: web.Application) -> AsyncIterator[None]:
     """The daily billing run and the minute-by-minute expiry of tests and reservations;
     with phone reminders on, its reminders are also queued for a call."""
@@ -592,6 +626,8 @@ def build_app(
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
         mailer = app[MAILER] = SpoolingMailer(mailer, spool=spool)
         app.cleanup_ctx.extend([_spool, _http_client, _call_engine, _cluster_jobs])
+        if settings.calls.executor == "agi":
+            app.cleanup_ctx.append(_agi_server)
         add_health_routes(app)
     _wire_api(app, mailer)
     return app

@@ -128,6 +128,23 @@ class CallSettings(_Part):
     Beyond it, and while the limits above are exceeded (the ceiling then falls
     below the rate admitted), the dialplan turns the excess away with 503 before
     Stasis (``[callcontrol-admission]``), at no cost to the engine."""
+    executor: Literal["ari", "agi"] = "ari"
+    """Who carries the routing plans out: the ARI engine (Stasis) or Asterisk's
+    own dialplan, asked over FastAGI (``settings.agi``; README "Executors")."""
+
+
+class AgiSettings(_Part):
+    """The FastAGI server (``callcontrol/agi``) of ``calls.executor = "agi"``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4573, ge=1, le=65535)
+    header_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    command_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    cdr_fallback_path: Path | None = None
+    """The dialplan's fallback file as this engine sees it (Asterisk writes
+    ``/var/log/asterisk/callcontrol-agi-cdr.log`` when the engine is unreachable
+    at hang-up); replayed into CDRs at start and every ``cdr_fallback_every_s``."""
+    cdr_fallback_every_s: float = Field(default=30.0, gt=0)
 
 
 class BillingSettings(_Part):
@@ -223,6 +240,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     documents: DocumentSettings = DocumentSettings()
     calls: CallSettings = CallSettings()
+    agi: AgiSettings = AgiSettings()
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
     phone_reminders: PhoneReminderSettings = PhoneReminderSettings()

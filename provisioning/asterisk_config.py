@@ -35,6 +35,15 @@ from provisioning.settings import AsteriskSettings
 CARRIER_ENDPOINT = "callcontrol-carrier"
 BENCH_CARRIER_ENDPOINT = "callcontrol-bench-carrier"
 BENCH_CONTEXT = "bench-twin"
+# Test beds (bench mode) with the ARI executor also get the FastAGI dialplan
+# under these contexts, reached from their own carrier address, so one Asterisk
+# runs both executors side by side (tests, bench.calls --paths twin,agi,engine).
+BENCH_AGI_CARRIER_ENDPOINT = "callcontrol-bench-agi-carrier"
+BENCH_AGI_CARRIER_IP = "127.0.0.8"
+BENCH_AGI_CONTEXTS = {
+    INBOUND_CONTEXT: "callcontrol-agi-inbound",
+    OUTBOUND_CONTEXT: "callcontrol-agi-outbound",
+}
 TRANSPORT = "transport-udp"
 ACCOUNT_TEMPLATES = ("callcontrol-account", "callcontrol-account-aor", "callcontrol-account-auth")
 PROVISIONING_INCLUDE = "pjsip_callcontrol.conf"
@@ -69,6 +78,9 @@ class AsteriskPlan:
     address: AsteriskSettings
     ami: AmiPlan | None = None
     allowed_origins: tuple[str, ...] = field(default=())
+    executor: str = "ari"  # settings.calls.executor: "ari" or "agi"
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
     # Several Asterisks on one database (a cluster node): prefixes channel ids
     # (asterisk.conf ``systemname``), so two nodes never make the same call id.
     system_name: str | None = None
@@ -101,6 +113,9 @@ class AsteriskPlan:
             external_endpoint=calls.external_endpoint,
             address=address,
             ami=ami_plan,
+            executor=calls.executor,
+            agi_host=settings.agi.host,  # type: ignore[attr-defined]
+            agi_port=settings.agi.port,  # type: ignore[attr-defined]
         )
 
     @property
@@ -111,7 +126,13 @@ class AsteriskPlan:
             names.append(self.pstn_endpoint)
         if self.address.bench:
             names.append(BENCH_CARRIER_ENDPOINT)
+        if self.bench_agi:
+            names.append(BENCH_AGI_CARRIER_ENDPOINT)
         return tuple(names)
+
+    @property
+    def bench_agi(self) -> bool:
+        return self.address.bench and self.executor == "ari"
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,7 @@ class ProjectSources:
     dialplan: str
     bench_dialplan: str
     modules: str
+    agi_dialplan: str = ""
     asterisk_conf: str = ""
 
     @classmethod
@@ -130,6 +152,9 @@ class ProjectSources:
             dialplan=(project / "dialplan" / "extensions_callcontrol.conf").read_text("utf-8"),
             bench_dialplan=(project / "dialplan" / "extensions_bench.conf").read_text("utf-8"),
             modules=(project / "asterisk-conf" / "modules.conf").read_text("utf-8"),
+            agi_dialplan=(project / "dialplan" / "extensions_callcontrol_agi.conf").read_text(
+                "utf-8"
+            ),
             asterisk_conf=(project / "asterisk-conf" / "asterisk.conf").read_text("utf-8"),
         )
 
@@ -143,20 +168,22 @@ class ProjectSources:
             bench_dialplan=(folder / "extensions_bench.conf").read_text("utf-8"),
             modules=(folder / "modules.conf").read_text("utf-8"),
             asterisk_conf=(folder / "asterisk.conf").read_text("utf-8"),
+            agi_dialplan=(folder / "extensions_callcontrol_agi.conf").read_text("utf-8"),
         )
 
 
 def render_asterisk_config(plan: AsteriskPlan, sources: ProjectSources) -> dict[str, str]:
     """File name → text of every file the engine needs in ``/etc/asterisk``."""
     _check(plan)
+    dialplan = sources.agi_dialplan if plan.executor == "agi" else sources.dialplan
     files = {
         "ari.conf": _ari_conf(plan),
         "http.conf": _http_conf(plan),
         "pjsip.conf": _pjsip_conf(plan),
         PROVISIONING_INCLUDE: _provisioning_include(),
         "rtp.conf": _rtp_conf(plan.address),
-        "extensions.conf": _extensions_conf(plan.address.bench),
-        "extensions_callcontrol.conf": _fill(sources.dialplan, plan, "extensions_callcontrol.conf"),
+        "extensions.conf": _extensions_conf(plan),
+        "extensions_callcontrol.conf": _fill(dialplan, plan, "extensions_callcontrol.conf"),
         "modules.conf": sources.modules,
     }
     if plan.ami is not None:
@@ -165,6 +192,8 @@ def render_asterisk_config(plan: AsteriskPlan, sources: ProjectSources) -> dict[
         files["asterisk.conf"] = _with_system_name(sources.asterisk_conf, plan.system_name)
     if plan.address.bench:
         files["extensions_bench.conf"] = _bench_dialplan(sources.bench_dialplan, plan)
+    if plan.bench_agi:
+        files["extensions_callcontrol_agi.conf"] = _bench_agi_dialplan(sources.agi_dialplan, plan)
     return files
 
 
@@ -198,7 +227,12 @@ def _with_system_name(asterisk_conf: str, name: str) -> str:
 
 
 def _fill(text: str, plan: AsteriskPlan, source: str) -> str:
-    values = {"ARI_APP": plan.app, "APP_VAR": app_variable("", plan.app)}
+    values = {
+        "ARI_APP": plan.app,
+        "APP_VAR": app_variable("", plan.app),
+        "AGI_HOST": plan.agi_host,
+        "AGI_PORT": str(plan.agi_port),
+    }
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -251,13 +285,23 @@ def _rtp_conf(address: AsteriskSettings) -> str:
     )
 
 
-def _extensions_conf(bench: bool) -> str:
+def _extensions_conf(plan: AsteriskPlan) -> str:
     text = (
         "; callcontrol: every call goes to the Stasis app (extensions_callcontrol.conf).\n"
         "[general]\nstatic = yes\nwriteprotect = yes\nclearglobalvars = no\n\n[globals]\n\n"
         "#include extensions_callcontrol.conf\n"
     )
-    return text + ("#include extensions_bench.conf\n" if bench else "")
+    if plan.executor == "agi":
+        text = text.replace("the Stasis app", "the engine over FastAGI")
+    text += "#include extensions_bench.conf\n" if plan.address.bench else ""
+    return text + ("#include extensions_callcontrol_agi.conf\n" if plan.bench_agi else "")
+
+
+def _bench_agi_dialplan(text: str, plan: AsteriskPlan) -> str:
+    filled = _fill(text, plan, "extensions_callcontrol_agi.conf")
+    for context, bench_context in BENCH_AGI_CONTEXTS.items():
+        filled = filled.replace(f"[{context}]", f"[{bench_context}]")
+    return filled
 
 
 def _bench_dialplan(text: str, plan: AsteriskPlan) -> str:
@@ -337,6 +381,13 @@ def _pjsip_carriers(plan: AsteriskPlan) -> str:
             "\n; --- the benchmark's dialplan-only carrier (bench mode only)\n"
             f"[{BENCH_CARRIER_ENDPOINT}](callcontrol-endpoint)\ncontext = {BENCH_CONTEXT}\n"
             "send_connected_line = no\n\n" + _identify(BENCH_CARRIER_ENDPOINT, ("127.0.0.9",))
+        )
+    if plan.bench_agi:
+        text += (
+            "\n; --- the test beds' carrier for the FastAGI dialplan (bench mode only)\n"
+            f"[{BENCH_AGI_CARRIER_ENDPOINT}](callcontrol-endpoint)\n"
+            f"context = {BENCH_AGI_CONTEXTS[INBOUND_CONTEXT]}\nsend_connected_line = no\n\n"
+            + _identify(BENCH_AGI_CARRIER_ENDPOINT, (BENCH_AGI_CARRIER_IP,))
         )
     return text
 

@@ -49,6 +49,14 @@ class CallRouter(Protocol):
     async def route(self, start: ari.StasisStart) -> RoutedCall: ...
 
 
+class NumberRouter(CallRouter, Protocol):
+    """A router of one direction, asked by either executor."""
+
+    async def route_number(
+        self, number: str, party: str | None, *, hops: int = 0
+    ) -> RoutedCall: ...
+
+
 def normalise_did(raw: str) -> str | None:
     """Asterisk's ${EXTEN} as E.164 with '+', or None when it cannot be one."""
     digits = raw[1:] if raw.startswith("+") else raw
@@ -71,8 +79,13 @@ class InboundRouter:
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         channel = start.channel
         raw_did = stasis_arg(start, 1) or channel.dialplan.exten
+        hops = parse_hops(stasis_arg(start, HOPS_ARG_INDEX))
+        return await self.route_number(raw_did, channel.caller.number or None, hops=hops)
+
+    async def route_number(self, raw_did: str, caller: str | None, *, hops: int = 0) -> RoutedCall:
+        """The decision for a call to ``raw_did`` (Asterisk's ${EXTEN}), whatever
+        executor asks (ARI's StasisStart, a FastAGI request)."""
         did = normalise_did(raw_did)
-        caller = channel.caller.number or None
         routed = RoutedCall(
             CallDirection.INBOUND,
             Reject(CAUSE_UNALLOCATED, "malformed_did"),
@@ -89,7 +102,6 @@ class InboundRouter:
         except Exception:
             log.exception("number_lookup_failed")
             return replace(routed, decision=Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"))
-        hops = parse_hops(stasis_arg(start, HOPS_ARG_INDEX))
         decision = decide_inbound(
             snapshot, caller_id=caller, now=datetime.now(UTC), policy=self._policy, hops=hops
         )
@@ -107,7 +119,10 @@ class OutboundRouter:
 
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         dialled = stasis_arg(start, 1) or start.channel.dialplan.exten
-        login = stasis_arg(start, 2)
+        return await self.route_number(dialled, stasis_arg(start, 2))
+
+    async def route_number(self, dialled: str, login: str | None, *, hops: int = 0) -> RoutedCall:
+        """The decision for ``login``'s call to ``dialled``, whatever executor asks."""
         routed = RoutedCall(
             CallDirection.OUTBOUND, Reject(CAUSE_RETRY_ELSEWHERE, "lookup_failed"), dialled, login
         )
@@ -131,8 +146,9 @@ class OutboundRouter:
 class DirectionRouter:
     """Picks the router by the dialplan's first Stasis argument."""
 
-    def __init__(self, *, inbound: CallRouter, outbound: CallRouter) -> None:
+    def __init__(self, *, inbound: NumberRouter, outbound: NumberRouter) -> None:
         self._routers = {ARG_INBOUND: inbound, ARG_OUTBOUND: outbound}
+        self._inbound, self._outbound = inbound, outbound
 
     @staticmethod
     def handles(start: ari.StasisStart) -> bool:
@@ -152,6 +168,19 @@ class DirectionRouter:
 
     async def route(self, start: ari.StasisStart) -> RoutedCall:
         routed = await self._routers[start.args[0]].route(start)
+        return self._decided(routed)
+
+    async def route_number(
+        self, direction: CallDirection, number: str, party: str | None, *, hops: int = 0
+    ) -> RoutedCall:
+        """The direction-neutral entry (the FastAGI executor's): ``party`` is the
+        caller's number (inbound) or the calling SIP account's login (outbound);
+        ``hops`` the inbound INVITE's X-CallControl-Hops."""
+        router = self._inbound if direction is CallDirection.INBOUND else self._outbound
+        return self._decided(await router.route_number(number, party, hops=hops))
+
+    @staticmethod
+    def _decided(routed: RoutedCall) -> RoutedCall:
         log.info(
             "call_decided",
             direction=routed.direction.value,

@@ -1,0 +1,68 @@
+"""The executor switch of the rendered Asterisk configuration: ``calls.executor=agi``
+renders the FastAGI dialplan under the contract's context names; test beds
+(bench mode) with the ARI executor carry both, apart."""
+
+from __future__ import annotations
+
+import re
+
+from callcontrol.domain.contract import INBOUND_CONTEXT, OUTBOUND_CONTEXT
+from callcontrol.sandbox.config import SandboxConfig, rendered_files
+from callcontrol.sandbox.layout import project_dir
+from callcontrol.settings import Settings
+from provisioning.asterisk_config import (
+    BENCH_AGI_CARRIER_ENDPOINT,
+    AsteriskPlan,
+    ProjectSources,
+    render_asterisk_config,
+)
+from provisioning.settings import AsteriskSettings
+
+
+def render(**settings: object) -> dict[str, str]:
+    base = Settings(
+        asterisk=AsteriskSettings(carrier_match=("203.0.113.10",)),
+        **settings,  # type: ignore[arg-type]
+    )
+    return render_asterisk_config(
+        AsteriskPlan.from_settings(base), ProjectSources.read(project_dir())
+    )
+
+
+def test_the_agi_executor_renders_the_fastagi_dialplan_in_the_same_contexts() -> None:
+    files = render(calls={"executor": "agi"}, agi={"host": "10.20.0.5", "port": 4599})
+    dialplan = files["extensions_callcontrol.conf"]
+    assert f"[{INBOUND_CONTEXT}]" in dialplan and f"[{OUTBOUND_CONTEXT}]" in dialplan
+    assert "Stasis(" not in dialplan
+    assert "AGI(agi://10.20.0.5:4599/${CC_DIRECTION}" in dialplan
+    assert "AGI(agi://10.20.0.5:4599/hangup," in dialplan
+    assert not re.search(r"\{\{[A-Z0-9_]+\}\}", "".join(files.values()))
+    assert files["pjsip.conf"] == render()["pjsip.conf"], "pjsip.conf does not depend on it"
+    assert "extensions_callcontrol_agi.conf" not in files
+
+
+def test_the_engine_unreachable_is_503_and_never_41() -> None:
+    dialplan = render(calls={"executor": "agi"})["extensions_callcontrol.conf"]
+    assert "Hangup(34)" in dialplan and "Hangup(41)" not in dialplan
+
+
+def test_the_default_executor_is_ari_and_renders_no_agi() -> None:
+    files = render()
+    assert "Stasis(" in files["extensions_callcontrol.conf"]
+    assert "AGI(" not in "".join(files.values())
+
+
+def test_the_modules_the_fastagi_dialplan_needs_are_loaded() -> None:
+    modules = render(calls={"executor": "agi"})["modules.conf"]
+    for module in ("res_agi", "res_speech", "app_stack", "app_record", "func_logic", "func_env"):
+        assert re.search(rf"^(load|require) = {module}\.so$", modules, re.M), module
+
+
+def test_a_test_bed_carries_both_executors_on_their_own_carriers() -> None:
+    files = rendered_files(SandboxConfig())
+    assert "Stasis(" in files["extensions_callcontrol.conf"]
+    agi = files["extensions_callcontrol_agi.conf"]
+    assert "[callcontrol-agi-inbound]" in agi and f"[{INBOUND_CONTEXT}]" not in agi
+    assert "#include extensions_callcontrol_agi.conf" in files["extensions.conf"]
+    assert f"[{BENCH_AGI_CARRIER_ENDPOINT}]" in files["pjsip.conf"]
+    assert "match = 127.0.0.8" in files["pjsip.conf"]
