@@ -21,6 +21,17 @@ Rules this module keeps:
   and also a 408 or 480 *sent by a node*, because on this engine those are the
   engine's decisions (no answer, no destination - causes 18/19), and retrying
   them would ring the customer a second time and write a second CDR.
+- Customers' SIP phones register through the edge (docs/cluster.md, "SIP
+  phones"): any source that is neither a carrier nor a node is a phone. Its
+  REGISTER and INVITE go to a node from the edge's second address
+  ``phone_source_address`` (the nodes identify the carrier by the edge's main
+  address, so a phone's request, from the other one, is identified by its user
+  name and authenticated by the node). Both REGISTERs of a digest exchange go
+  to the same node (dispatcher hash over Call-ID: a node's nonce is its own).
+  A REGISTER gets a Path header (``add_path_received``); the nodes keep
+  contacts in the shared PostgreSQL (``ps_contacts``) with ``support_path``, so
+  any node calls a phone back through the edge, which sends the INVITE to the
+  address the phone registered from (the Path's ``received``).
 - Calls from the nodes to the PSTN carrier and to far ends go out directly, not
   through the edge: the edge's job is to spread inbound calls; outbound legs
   already have their node, and a second hop would only add latency and one
@@ -39,6 +50,8 @@ from provisioning.asterisk_config import AmiPlan, AsteriskConfigError, AsteriskP
 DISPATCHER_SET = 1
 #: Kamailio's dispatcher algorithm 4: round-robin over the active nodes.
 ROUND_ROBIN = 4
+#: Kamailio's dispatcher algorithm 0: hash over Call-ID (a phone's REGISTERs stay on one node).
+HASH_CALL_ID = 0
 FAILOVER_CODES = "500|501|502|503|504"
 KAMAILIO_MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 KAMAILIO_FILES = ("kamailio.cfg", "dispatcher.list")
@@ -87,6 +100,8 @@ class ClusterSettings(_Part):
     edge_address: str = "127.0.3.1"
     edge_port: int = Field(default=5060, ge=1, le=65535)
     nodes: tuple[ClusterNode, ...] = Field(default_factory=_default_nodes)
+    phone_source_address: str = "127.0.3.2"
+    """The edge's second address: phones' requests reach the nodes from it."""
     carrier_match: tuple[str, ...] = ("127.0.3.16/28",)
     """Sources allowed to send new calls to the edge (the carriers)."""
     config_dir: str = "/etc/kamailio"
@@ -100,7 +115,7 @@ class ClusterSettings(_Part):
     """A node that sends nothing (not even 100 Trying) this long is skipped."""
     children: int = Field(default=2, ge=1, le=64)
 
-    @field_validator("edge_address")
+    @field_validator("edge_address", "phone_source_address")
     @classmethod
     def _edge(cls, value: str) -> str:
         ipaddress.ip_address(value)
@@ -120,9 +135,16 @@ class ClusterSettings(_Part):
             raise ValueError("a cluster needs at least one node")
         if len(set(names)) != len(names):
             raise ValueError("node names must be unique")
+        taken = {node.address for node in self.nodes}
+        if self.phone_source_address in taken | {self.edge_address}:
+            raise ValueError("phone_source_address must differ from the edge and the nodes")
         if not (self.config_dir.startswith("/") and self.run_dir.startswith("/")):
             raise ValueError("config_dir and run_dir must be absolute paths")
         return self
+
+    @property
+    def phone_socket(self) -> str:
+        return f"udp:{self.phone_source_address}:{self.edge_port}"
 
     @property
     def edge_uri(self) -> str:
@@ -201,6 +223,8 @@ def _carrier_check(cluster: ClusterSettings) -> str:
 def _kamailio_cfg(cluster: ClusterSettings) -> str:
     head = _HEAD.format(
         listen=f"udp:{cluster.edge_address}:{cluster.edge_port}",
+        phone_listen=cluster.phone_socket,
+        phone_alias=f"{cluster.phone_source_address}:{cluster.edge_port}",
         children=cluster.children,
         alias=f"{cluster.edge_address}:{cluster.edge_port}",
         mpath=KAMAILIO_MODULES_DIR,
@@ -210,6 +234,7 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         inactive_threshold=cluster.inactive_threshold,
         ping_from=f"sip:edge@{cluster.edge_address}",
         node_timeout=cluster.node_timeout_ms,
+        carrier_socket=f"udp:{cluster.edge_address}:{cluster.edge_port}",
         ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
     )
     routes = (
@@ -217,6 +242,10 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         .replace("@SET@", str(DISPATCHER_SET))
         .replace("@ALG@", str(ROUND_ROBIN))
         .replace("@FAILOVER@", FAILOVER_CODES)
+        .replace("@CARRIER_SOCKET@", f"udp:{cluster.edge_address}:{cluster.edge_port}")
+        .replace("@PHONE_SOCKET@", cluster.phone_socket)
+        .replace("@PHONE_ADDRESS@", cluster.phone_source_address)
+        .replace("@HASH@", str(HASH_CALL_ID))
     )
     return head + routes
 
@@ -233,7 +262,10 @@ children={children}
 auto_aliases=no
 disable_tcp=yes
 listen={listen}
+# Phones' requests go to the nodes from this second address (not the carrier's).
+listen={phone_listen}
 alias="{alias}"
+alias="{phone_alias}"
 server_header="Server: callcontrol-edge"
 user_agent_header="User-Agent: callcontrol-edge"
 
@@ -252,6 +284,7 @@ loadmodule "xlog.so"
 loadmodule "ipops.so"
 loadmodule "dispatcher.so"
 loadmodule "ctl.so"
+loadmodule "path.so"
 
 modparam("ctl", "binrpc", "{ctl}")
 
@@ -260,6 +293,9 @@ modparam("tm", "fr_timer", {node_timeout})
 modparam("tm", "fr_inv_timer", 120000)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
+# A node's INVITE to a phone carries the Path of its REGISTER as Route: the
+# Path's received= is where the phone registered from.
+modparam("path", "use_received", 1)
 
 modparam("dispatcher", "list_file", "{list_file}")
 # flags 2: keep the other nodes for ds_next_dst in a failure_route.
@@ -273,6 +309,7 @@ modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_probing_threshold", {probing_threshold})
 modparam("dispatcher", "ds_inactive_threshold", {inactive_threshold})
 modparam("dispatcher", "ds_ping_reply_codes", "class=2")
+modparam("dispatcher", "ds_default_socket", "{carrier_socket}")
 """
 
 _ROUTES = """
@@ -302,9 +339,12 @@ request_route {
         sl_send_reply("200", "OK");
         exit;
     }
+    if (ds_is_from_list("@SET@")) {
+        route(FROM_NODE);
+        exit;
+    }
     if (!(@CARRIERS@)) {
-        xlog("L_NOTICE", "edge: $rm from $si refused (not a carrier)\\n");
-        sl_send_reply("403", "Forbidden");
+        route(FROM_PHONE);
         exit;
     }
     if (!is_method("INVITE")) {
@@ -318,7 +358,62 @@ request_route {
         sl_send_reply("503", "No Node Available");
         exit;
     }
+    force_send_socket(@CARRIER_SOCKET@);
     route(TO_NODE);
+}
+
+# A customer's phone: REGISTER (with a Path back to us) and calls, to a node
+# from the phones' address; the node authenticates it.
+route[FROM_PHONE] {
+    if (!is_method("REGISTER|INVITE")) {
+        sl_send_reply("405", "Method Not Allowed");
+        exit;
+    }
+    remove_hf("Route");
+    if (is_method("REGISTER")) {
+        # Asterisk keeps a Path only from a UA that says it supports it (else
+        # 420); the edge is the phones' only way in, so it says so for them.
+        if (!search("^(Supported|k):.*path")) {
+            append_hf("Supported: path\\r\\n");
+        }
+        if (!add_path_received()) {
+            sl_send_reply("500", "Path Failed");
+            exit;
+        }
+    } else {
+        record_route();
+    }
+    if (!ds_select_dst("@SET@", "@HASH@")) {
+        xlog("L_WARN", "edge: no node up for phone $ci\\n");
+        sl_send_reply("503", "No Node Available");
+        exit;
+    }
+    force_send_socket(@PHONE_SOCKET@);
+    xlog("L_INFO", "edge: phone $rm $fU from $si:$sp\\n");
+    route(TO_NODE);
+}
+
+# A node calling a phone: its only Route is the Path of the phone's REGISTER
+# (ours), whose received= is where the phone registered from. (loose_route()
+# would drop a lone local Route of a new request and return false.)
+route[FROM_NODE] {
+    $var(path) = $(hdr(Route){nameaddr.uri});
+    if (!is_method("INVITE") || $(var(path){uri.host}) != "@PHONE_ADDRESS@") {
+        xlog("L_NOTICE", "edge: $rm $ru from node $si refused (Route: $hdr(Route))\\n");
+        sl_send_reply("403", "Forbidden");
+        exit;
+    }
+    $var(phone) = $(var(path){uri.param,received}{s.unescape.param});
+    remove_hf("Route");
+    if ($var(phone) != "") {
+        $du = $var(phone);
+    }
+    record_route();
+    xlog("L_INFO", "edge: $ci node $si -> phone $du\\n");
+    if (!t_relay()) {
+        sl_reply_error();
+    }
+    exit;
 }
 
 route[TO_NODE] {

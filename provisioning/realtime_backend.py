@@ -51,6 +51,7 @@ def account_rows(
     realm: str,
     transport: str | None = None,
     media_address: str | None = None,
+    support_path: bool = False,
 ) -> dict[str, Row]:
     """The ps_endpoints, ps_auths and ps_aors rows of one account, keyed by kind."""
     endpoint: Row = {
@@ -80,6 +81,11 @@ def account_rows(
         "remove_existing": "yes",
         "qualify_frequency": spec.qualify_frequency,
     }
+    if support_path:  # only then: tables made before the column existed stay writable
+        aor["support_path"] = "yes"
+        # Behind a proxy that adds Path, a REGISTER's source is the proxy: the
+        # contact is kept as the phone sent it, the proxy's Path leads to it.
+        endpoint["rewrite_contact"] = "no"
     return {"endpoint": endpoint, "auth": auth, "aor": aor}
 
 
@@ -91,12 +97,14 @@ class RealtimeBackend:
         realm: str,
         transport: str | None = None,
         media_address: str | None = None,
+        support_path: bool = False,
         owns_engine: bool = False,
     ) -> None:
         self._engine = engine
         self._realm = realm
         self._transport = transport
         self._media_address = media_address
+        self._support_path = support_path
         self._owns_engine = owns_engine
         self._schema_ready = False
 
@@ -108,6 +116,7 @@ class RealtimeBackend:
             realm=settings.realm,
             transport=settings.transport,
             media_address=settings.media_address,
+            support_path=settings.support_path,
             owns_engine=True,
         )
 
@@ -161,7 +170,11 @@ class RealtimeBackend:
 
     def _rows(self, spec: SipAccountSpec) -> dict[str, Row]:
         return account_rows(
-            spec, realm=self._realm, transport=self._transport, media_address=self._media_address
+            spec,
+            realm=self._realm,
+            transport=self._transport,
+            media_address=self._media_address,
+            support_path=self._support_path,
         )
 
     async def _ensure_schema(self) -> None:

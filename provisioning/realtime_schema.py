@@ -87,12 +87,44 @@ ps_aors = sa.Table(
     sa.Column("max_contacts", sa.Integer),
     sa.Column("remove_existing", AstText(5)),
     sa.Column("qualify_frequency", sa.Integer),
+    sa.Column("support_path", AstText(5)),
+)
+
+#: Registered contacts, written by Asterisk itself when sorcery.conf says
+#: ``contact = realtime,ps_contacts`` (the cluster: every node sees every
+#: phone). Columns as Asterisk's Alembic makes them (all the contact's fields:
+#: res_config_pgsql inserts every one). callcontrol never writes this table.
+ps_contacts = sa.Table(
+    "ps_contacts",
+    metadata,
+    sa.Column("id", AstText(255), primary_key=True),
+    sa.Column("uri", AstText(511)),
+    sa.Column("expiration_time", sa.BigInteger),
+    sa.Column("qualify_frequency", sa.Integer),
+    sa.Column("outbound_proxy", AstText(255)),
+    sa.Column("path", sa.Text),
+    sa.Column("user_agent", AstText(255)),
+    sa.Column("qualify_timeout", sa.Float),
+    sa.Column("reg_server", AstText(255)),
+    sa.Column("authenticate_qualify", AstText(5)),
+    sa.Column("via_addr", AstText(40)),
+    sa.Column("via_port", sa.Integer),
+    sa.Column("call_id", AstText(255)),
+    sa.Column("endpoint", AstText(255)),
+    sa.Column("prune_on_boot", AstText(5)),
+    sa.Column("qualify_2xx_only", AstText(5)),
 )
 
 TABLES: dict[str, sa.Table] = {"endpoint": ps_endpoints, "auth": ps_auths, "aor": ps_aors}
 
 
 async def create_realtime_tables(engine: AsyncEngine) -> None:
-    """Create the ps_* tables callcontrol writes, if missing (existing ones are kept)."""
+    """Create the ps_* tables callcontrol writes (and ps_contacts), if missing
+    (existing ones are kept)."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all, checkfirst=True)
+        if conn.dialect.name == "postgresql":
+            # ps_aors made by an older callcontrol (before Path support) lacks it.
+            await conn.exec_driver_sql(
+                "ALTER TABLE ps_aors ADD COLUMN IF NOT EXISTS support_path VARCHAR(5)"
+            )

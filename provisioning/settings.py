@@ -105,6 +105,10 @@ class ProvisioningSettings(_Part):
     qualify_frequency: int | None = Field(default=None, ge=0, le=86400)
     transport: str | None = None  # None: template/pjsip default (realtime: transport-udp)
     media_address: str | None = None  # realtime rows only (templates carry it for files)
+    # Realtime rows only: the AOR keeps a REGISTER's Path and calls to the phone
+    # follow it (a cluster: phones register through the Kamailio edge, docs/cluster.md);
+    # the contact is then kept as sent (rewrite_contact=no: the source is the edge).
+    support_path: bool = False
     trunks: tuple[TrunkSettings, ...] = ()
 
     @model_validator(mode="after")

@@ -114,6 +114,7 @@ def node_config(base: SandboxConfig, cluster: ClusterSettings, node: ClusterNode
         http_port=node.http_port,
         ami_host=node.address,
         ami_port=node.ami_port,
+        shared_contacts=True,
     )
     return replace(config, node_plan=node_asterisk_plan(base.plan(), cluster, node))
 

@@ -59,6 +59,12 @@ REALTIME_FILES = {
     "modules_realtime.conf": "modules_realtime.conf",
 }
 
+#: Appended to sorcery.conf with ``shared_contacts``: contacts only in realtime.
+SHARED_CONTACTS_SORCERY = (
+    "; Registered contacts in PostgreSQL: every node of a cluster sees every phone.\n"
+    "contact = realtime,ps_contacts\n"
+)
+
 
 @dataclass(frozen=True)
 class SandboxConfig:
@@ -75,6 +81,9 @@ class SandboxConfig:
     ami_port: int = 5038
     # provisioning.realtime_url when SIP accounts live in PostgreSQL (backend=realtime).
     realtime_url: str | None = None
+    # With realtime_url: registered contacts in PostgreSQL too (ps_contacts), so
+    # every Asterisk of a cluster sees every phone (docs/cluster.md).
+    shared_contacts: bool = False
 
     @classmethod
     def from_settings(
@@ -175,6 +184,9 @@ def rendered_files(config: SandboxConfig, source_root: Path | None = None) -> di
         for name, source in REALTIME_FILES.items():
             path = base / REALTIME_DIR / source
             files[name] = render(path.read_text(encoding="utf-8"), values, source=str(path))
+        if config.shared_contacts:
+            files["sorcery.conf"] += SHARED_CONTACTS_SORCERY
+            files["extconfig.conf"] += f"ps_contacts => pgsql,{values['PG_DBNAME']}\n"
     return files
 
 

@@ -5,12 +5,16 @@ Addresses (loopback, this file's own): the edge 127.0.3.1:5060; node1
 127.0.3.11, node2 127.0.3.12 (SIP 5060, ARI 8088); the carrier's callers
 127.0.3.21; the far end 127.0.3.31:5080. Every call goes caller -> edge ->
 node -> engine -> far end; which node took it shows in the far end's INVITE
-(its top Via is the node's address). The module holds the machine-wide
-Asterisk lock while the cluster runs.
+(its top Via is the node's address). A customer's SIP phone 127.0.3.41:5090
+registers through the edge; calls to it go node -> edge -> phone (the node's
+Via is then the second one). The nodes read SIP accounts and contacts from the
+cluster's PostgreSQL (realtime). The module holds the machine-wide Asterisk
+lock while the cluster runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -21,24 +25,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.asterisk import default_config, exclusive_asterisk
+from pydantic import SecretStr
+from support.asterisk import default_config, exclusive_asterisk, realtime_url_for
 from support.data import Seeder, next_did
 from support.engine import EngineProcess
 from support.sipp import Sipp, SippResult
 from support.smtp import SmtpSink
 
+from callcontrol.db.engine import create_engine, session_factory
 from callcontrol.domain.vocabulary import DestinationType
 from callcontrol.sandbox import cluster as cluster_sandbox
 from callcontrol.sandbox import cluster_edge, control, process
 from callcontrol.sandbox.config import SandboxConfig
 from callcontrol.sandbox.layout import MEDIA_MOUNT_POINT
+from callcontrol.settings import DatabaseSettings
 from provisioning.kamailio_config import ClusterSettings
+from provisioning.service import open_provisioning
+from provisioning.settings import ProvisioningSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgresql_only]
 
 CARRIER = "127.0.3.21"
 FAR = "127.0.3.31"
 CALLER_NUMBER = "4915112345678"
+PHONE, PHONE_PORT = "127.0.3.41", 5090
 #: The goal of the issue: a node that stops answering is out within this.
 PROBING_GOAL_S = 5.0
 
@@ -122,7 +132,8 @@ def cluster(
     cluster_db_url: str, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     settings = ClusterSettings()
-    base = default_config()
+    # SIP accounts and registered contacts: realtime rows of the cluster's database.
+    base = default_config(realtime_url=realtime_url_for(cluster_db_url))
     layout = cluster_sandbox.ClusterLayout.default()
     logs = tmp_path_factory.mktemp("cluster")
     asked = time.monotonic()
@@ -353,3 +364,100 @@ def test_a_stopped_asterisk_node_is_out_within_the_probing_interval_and_calls_go
     while cluster.dispatcher_flags().get(stopped) != "AP":
         assert time.monotonic() < deadline, cluster.dispatcher_flags()
         time.sleep(0.1)
+
+
+def new_sip_account(db_url: str, account_id: int, login: str) -> str:
+    """Provision a SIP account as the cluster needs it (realtime, Path kept); its password."""
+
+    async def create() -> str:
+        settings = ProvisioningSettings(
+            backend="realtime", realtime_url=SecretStr(db_url), support_path=True
+        )
+        engine = create_engine(DatabaseSettings(url=db_url), pooled=False)
+        try:
+            async with open_provisioning(settings, session_factory(engine), reloader=None) as svc:
+                _, password = await svc.create_sip_account(account_id, login)
+                return password
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(create())
+
+
+def nodes_that_rang(cluster: Cluster, phone: SippResult) -> Counter[str]:
+    """Node name -> new calls the phone got from it (through the edge: the node's Via is below)."""
+    names = cluster.node_of_address()
+    taken: Counter[str] = Counter()
+    for invite in phone.received("INVITE"):
+        if "tag=" in (invite.header("To") or ""):
+            continue
+        head = invite.text.split("\n\n", 1)[0]
+        hosts = re.findall(r"(?im)^(?:via|v):\s*SIP/2\.0/UDP\s+([0-9.]+)", head)
+        edge = {cluster.settings.edge_address, cluster.settings.phone_source_address}
+        assert hosts and hosts[0] in edge, hosts  # the node's INVITE came through the edge
+        nodes = [names[host] for host in hosts if host in names]
+        taken[nodes[0] if nodes else "?"] += 1
+    return taken
+
+
+def test_a_phone_registered_through_the_edge_is_rung_by_whichever_node_takes_the_call(
+    cluster: Cluster, data: Seeder, cluster_db_url: str, workdir: Path
+) -> None:
+    account = data.account(balance_minor=100_000)
+    login = f"edgephone{account}"
+    password = new_sip_account(cluster_db_url, account, login)
+    registered = Sipp(
+        "phone_register.xml", PHONE, PHONE_PORT, workdir, remote=cluster.edge, service=login,
+        extra_args=("-au", login, "-ap", password), timeout_s=10,
+    ).run()  # fmt: skip
+    assert registered.ok, registered.describe()
+    # Both nodes see the contact (shared ps_contacts), with the edge's Path.
+    for node in cluster.settings.nodes:
+        shown = process.cli(cluster.layout.node(node.name), f"pjsip show aor {login}")
+        assert f"sip:{login}@{PHONE}:{PHONE_PORT}" in shown, (node.name, shown)
+    did = data.number(account, destinations=[(DestinationType.SIP_ACCOUNT, login, 20)])
+    calls = 6
+    phone = Sipp(
+        "far_answer.xml", PHONE, PHONE_PORT, workdir, calls=calls,
+        variables={"answer_ms": "100"}, timeout_s=60,
+    ).start().wait_ready()  # fmt: skip
+    caller = callers(cluster, workdir, did, calls=calls, rate=3).wait()
+    rang = phone.stop()
+    assert caller.ok and caller.successful == calls, caller.describe()
+    assert nodes_that_rang(cluster, rang) == Counter({"node1": 3, "node2": 3})
+    rows = wait_for_cdrs(data, did, calls)
+    assert len(rows) == calls, rows
+    assert all(row["disposition"] == "answered" for row in rows), rows
+    assert {row["answered_destination"] for row in rows} == {f"1:sip_account:{login}"}
+
+
+def test_a_phone_behind_the_edge_calls_out_through_a_node(
+    cluster: Cluster, data: Seeder, cluster_db_url: str, workdir: Path
+) -> None:
+    """The phone's INVITE reaches a node from the edge's phone address, so the
+    node identifies the account by user name (not as the carrier) and challenges it."""
+    account = data.account(balance_minor=1000)
+    did = data.number(account, did=next_did("+4930777"), callerid_service=True)
+    data.present(account, did)  # a Berlin number: the national number below is German
+    login = f"edgeout{account}"
+    password = new_sip_account(cluster_db_url, account, login)
+    data.rate("49", 6)
+    carrier = Sipp(
+        "far_answer.xml", "127.0.0.5", 5060, workdir, variables={"answer_ms": "100"},
+        timeout_s=30,
+    ).start().wait_ready()  # fmt: skip
+    caller = Sipp(
+        "phone_call_via_edge.xml", PHONE, PHONE_PORT + 1, workdir, remote=cluster.edge,
+        service="0306660123", keys={"login": login}, duration_ms=500,
+        extra_args=("-au", login, "-ap", password), timeout_s=20,
+    ).run()  # fmt: skip
+    if not caller.ok:
+        carrier.stop()
+    assert caller.ok, caller.describe()
+    pstn = carrier.wait(15)
+    assert pstn.ok, pstn.describe()
+    invite = pstn.received("INVITE")[0]
+    assert invite.first_line.startswith("INVITE sip:+49306660123@"), invite.first_line
+    cdr = data.wait_for_cdr("+49306660123")
+    assert cdr["direction"] == "outbound" and cdr["disposition"] == "answered"
+    assert cdr["caller"] == login and cdr["account_id"] == account

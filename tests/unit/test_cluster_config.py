@@ -36,6 +36,7 @@ def production_settings(**cluster: object) -> Settings:
         cluster=ClusterSettings(
             **{
                 "edge_address": "10.20.0.2",
+                "phone_source_address": "10.20.0.3",
                 "nodes": (
                     ClusterNode(name="node1", address="10.20.0.11"),
                     ClusterNode(name="node2", address="10.20.0.12"),
@@ -118,3 +119,27 @@ def test_an_edge_on_a_nodes_address_and_duplicate_nodes_are_refused() -> None:
         ClusterSettings(nodes=(ClusterNode(name="a", address="10.0.0.1"),) * 2)
     with pytest.raises(ValidationError):
         ClusterSettings(carrier_match=("not-an-address",))
+
+
+def test_phones_reach_the_nodes_from_the_second_address_with_a_path_and_one_node_per_call_id() -> (
+    None
+):
+    cfg = render_kamailio_config(production_settings().cluster)["kamailio.cfg"]
+    assert "listen=udp:10.20.0.2:5060\n" in cfg and "listen=udp:10.20.0.3:5060\n" in cfg
+    phone = cfg.split("route[FROM_PHONE] {", 1)[1].split("\n}\n", 1)[0]
+    assert "add_path_received()" in phone
+    assert 'ds_select_dst("1", "0")' in phone, "a phone's REGISTERs: hash over Call-ID"
+    assert "force_send_socket(udp:10.20.0.3:5060);" in phone
+    carrier = cfg.split("request_route {", 1)[1].split("\n}\n", 1)[0]
+    assert "force_send_socket(udp:10.20.0.2:5060);" in carrier
+    node = cfg.split("route[FROM_NODE] {", 1)[1].split("\n}\n", 1)[0]
+    assert '$(var(path){uri.host}) != "10.20.0.3"' in node and 'sl_send_reply("403"' in node
+    assert "$du = $var(phone);" in node
+    assert 'modparam("path", "use_received", 1)' in cfg
+
+
+def test_the_phones_address_must_be_the_edges_own() -> None:
+    with pytest.raises(ValidationError):
+        ClusterSettings(phone_source_address="127.0.3.11")
+    with pytest.raises(ValidationError):
+        ClusterSettings(phone_source_address="127.0.3.1")

@@ -30,6 +30,7 @@ from provisioning.pjsip import (
     diff_sections,
     render_pjsip_conf,
 )
+from provisioning.realtime_backend import account_rows
 
 REALM = "callcontrol"
 HA1 = "a226bf85e1b226f36a4c44827ee829cc"  # md5("alice:callcontrol:secret")
@@ -469,3 +470,12 @@ def test_the_diff_ignores_comments_and_blank_lines() -> None:
     text = render_pjsip_conf([alice()], [], realm=REALM)
     edited = "; a note\n\n" + text.replace("\n\n", "\n\n\n")
     assert diff_sections(text, edited).is_empty
+
+
+def test_realtime_rows_of_an_account_behind_a_path_proxy_keep_the_path_and_the_contact() -> None:
+    plain = account_rows(alice(), realm=REALM)
+    assert "support_path" not in plain["aor"], "older ps_aors tables stay writable"
+    assert plain["endpoint"]["rewrite_contact"] == "yes"
+    behind = account_rows(alice(), realm=REALM, support_path=True)
+    assert behind["aor"]["support_path"] == "yes"
+    assert behind["endpoint"]["rewrite_contact"] == "no", "the source is the edge, not the phone"
