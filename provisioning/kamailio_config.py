@@ -296,6 +296,9 @@ modparam("ctl", "binrpc", "{ctl}")
 # No reply at all (not even 100 Trying) within this: the node is skipped.
 modparam("tm", "fr_timer", {node_timeout})
 modparam("tm", "fr_inv_timer", 120000)
+# A node's 503 reaches the caller as 503 (tm would make it 500, RFC 3261 16.7):
+# the carrier's "try another route" (a retryable failure must be 503 there too).
+modparam("tm", "remap_503_500", 0)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
 # A node's INVITE to a phone carries the Path of its REGISTER as Route: the
