@@ -20,7 +20,10 @@ Rules this module keeps:
   Every other reply is final and goes back to the caller: 404, 403, 486, 603,
   and also a 408 or 480 *sent by a node*, because on this engine those are the
   engine's decisions (no answer, no destination - causes 18/19), and retrying
-  them would ring the customer a second time and write a second CDR.
+  them would ring the customer a second time and write a second CDR. For
+  the same reason a 503 with ``Reason: Q.850;cause=42`` is final: the engine
+  routed the call and every destination failed
+  (``contract.CAUSE_DESTINATIONS_FAILED``); only 34 means "try another node".
 - Customers' SIP phones register through the edge (docs/cluster.md, "SIP
   phones"): any source that is neither a carrier nor a node is a phone. Its
   REGISTER and INVITE go to a node from the edge's second address
@@ -45,6 +48,7 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from callcontrol.domain.contract import CAUSE_DESTINATIONS_FAILED
 from provisioning.asterisk_config import AmiPlan, AsteriskConfigError, AsteriskPlan
 
 DISPATCHER_SET = 1
@@ -242,6 +246,7 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         .replace("@SET@", str(DISPATCHER_SET))
         .replace("@ALG@", str(ROUND_ROBIN))
         .replace("@FAILOVER@", FAILOVER_CODES)
+        .replace("@FINAL_503_CAUSE@", str(CAUSE_DESTINATIONS_FAILED))
         .replace("@CARRIER_SOCKET@", f"udp:{cluster.edge_address}:{cluster.edge_port}")
         .replace("@PHONE_SOCKET@", cluster.phone_socket)
         .replace("@PHONE_ADDRESS@", cluster.phone_source_address)
@@ -291,6 +296,9 @@ modparam("ctl", "binrpc", "{ctl}")
 # No reply at all (not even 100 Trying) within this: the node is skipped.
 modparam("tm", "fr_timer", {node_timeout})
 modparam("tm", "fr_inv_timer", 120000)
+# A node's 503 reaches the caller as 503 (tm would make it 500, RFC 3261 16.7):
+# the carrier's "try another route" (a retryable failure must be 503 there too).
+modparam("tm", "remap_503_500", 0)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
 # A node's INVITE to a phone carries the Path of its REGISTER as Route: the
@@ -448,6 +456,8 @@ failure_route[NODE_FAILED] {
     if (t_branch_timeout() && !t_branch_replied()) {
         xlog("L_WARN", "edge: node $du did not answer $ci; marked down\\n");
         ds_mark_dst("ip");
+    } else if (t_check_status("503") && $(T_rpl($hdr(Reason))) =~ "cause=@FINAL_503_CAUSE@") {
+        exit;  # routed by the node's engine, every destination failed: final
     } else if (t_check_status("@FAILOVER@")) {
         xlog("L_WARN", "edge: node $du answered $T_reply_code for $ci; next node\\n");
     } else {

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from callcontrol.domain.call_events import CallRecord, LegRecord
 from callcontrol.domain.contract import (
     CAUSE_CONGESTION,
+    CAUSE_DESTINATIONS_FAILED,
     CAUSE_NO_ANSWER,
     CAUSE_NORMAL_CLEARING,
     CAUSE_USER_BUSY,
@@ -233,7 +234,7 @@ def _disposition(
         return Disposition.BUSY, CAUSE_USER_BUSY
     if LegOutcome.NO_ANSWER in outcomes:
         return Disposition.NO_ANSWER, CAUSE_NO_ANSWER
-    return Disposition.FAILED, CAUSE_CONGESTION
+    return Disposition.FAILED, CAUSE_DESTINATIONS_FAILED
 
 
 def _leg_record(leg: PlannedLeg, times: _LegTimes, *, won: bool, ended: datetime) -> LegRecord:

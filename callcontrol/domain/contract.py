@@ -172,6 +172,12 @@ CAUSE_RETRY_ELSEWHERE = CAUSE_CONGESTION
 unreachable, engine saturated, restarted mid-call): 503, so a carrier tries its
 next route. Not 41 ("temporary failure"): chan_pjsip has no SIP code for 41
 and sends 603 Decline, which tells a carrier *not* to try elsewhere."""
+CAUSE_DESTINATIONS_FAILED = CAUSE_SWITCH_CONGESTION
+"""A call that was routed, but every destination failed (unreachable, refused,
+congested): 503 as well, but ``Reason: Q.850;cause=42`` tells it from 34 ("this
+node cannot take the call now, try another"). The cluster's edge retries 34 on
+the next node and passes 42 back: the call was handled once, with its CDR, and
+ringing its destinations again from another node would not help."""
 
 SIP_CODE_OF_CAUSE: dict[int, int] = {
     1: 404,

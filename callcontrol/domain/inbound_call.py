@@ -398,7 +398,7 @@ class InboundCall:
         elif LegOutcome.NO_ANSWER in outcomes:
             disposition, cause = Disposition.NO_ANSWER, CAUSE_NO_ANSWER
         else:
-            disposition, cause = Disposition.FAILED, CAUSE_CONGESTION
+            disposition, cause = Disposition.FAILED, contract.CAUSE_DESTINATIONS_FAILED
         commands += [ev.HangupCaller(cause), self._finish(disposition, at, cause)]
         return commands
 

@@ -225,9 +225,10 @@ async def test_a_failed_leg_creation_moves_on_instead_of_losing_the_call(rig: Ri
     rig.directory.numbers[DID] = snapshot()
     rig.fake.respond("POST", "/ari/channels", status=400, body={"message": "bad endpoint"})
     await rig.send(start_event())
-    # Both legs fail to be created: the caller gets 503 (cause 34) and a FAILED CDR.
+    # Both legs fail to be created: the caller gets 503 (cause 42: routed, every
+    # destination failed - final at the cluster's edge) and a FAILED CDR.
     request = await rig.wait_request("DELETE", f"/ari/channels/{CALLER}")
-    assert request.query == {"reason_code": "34"}
+    assert request.query == {"reason_code": "42"}
     record = await rig.wait_record()
     assert record.disposition is Disposition.FAILED
 

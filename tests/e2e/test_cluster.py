@@ -300,6 +300,39 @@ def test_the_engines_rejections_go_back_to_the_caller_once_and_are_not_retried(
         assert [row["sip_code"] for row in rows] == [code]
 
 
+def test_a_call_whose_destinations_all_failed_gets_503_once_not_a_retry_on_the_other_node(
+    cluster: Cluster, data: Seeder, workdir: Path
+) -> None:
+    """The engine routed the call and its one destination answered 503: the caller
+    gets 503 with ``Reason: Q.850;cause=42`` (``CAUSE_DESTINATIONS_FAILED``), which
+    the edge passes back instead of trying the other node (34 would be retried):
+    one node, one CDR, the destination rung once."""
+    account = data.account(balance_minor=100_000)
+    did = data.number(account, destinations=[(DestinationType.SIP_URI, f"sip:bob@{FAR}:5084", 10)])
+    far = Sipp("far_unavailable.xml", FAR, 5084, workdir, calls=2, timeout_s=30)
+    far.start().wait_ready()
+    try:
+        result = Sipp(
+            "caller_expect_code.xml", CARRIER, 5070, workdir, remote=cluster.edge, service=did,
+            keys={"caller": CALLER_NUMBER}, variables={"expected": "503"}, timeout_s=20,
+        ).run()  # fmt: skip
+        assert result.ok, result.describe()
+        reasons = [m.header("Reason") or "" for m in result.received(503)]
+        assert reasons and all("cause=42" in r for r in reasons), reasons
+        call_id = result.messages[0].header("Call-ID")
+        assert call_id
+        edge_log = cluster_edge.log_tail(cluster.layout.edge_dir, 100_000)
+        routed = [line for line in edge_log.splitlines() if f"edge: {call_id} -> " in line]
+        assert len(routed) == 1, routed
+        rows = wait_for_cdrs(data, did, 1)
+        time.sleep(1.0)  # a retry on the other node would write a second one now
+        rows = wait_for_cdrs(data, did, 1)
+        assert len(rows) == 1 and rows[0]["sip_code"] == 503, rows
+    finally:
+        far_result = far.stop()
+    assert len(far_result.received("INVITE")) == 1, "the destination was rung once"
+
+
 def test_an_engine_killed_under_load_its_node_answers_503_and_the_edge_retries_the_other(
     cluster: Cluster, data: Seeder, workdir: Path
 ) -> None:

@@ -184,7 +184,7 @@ def test_every_leg_busy_is_busy_486_and_no_answer_beats_failed() -> None:
     )
     assert (missed.disposition, missed.cause) == (Disposition.NO_ANSWER, 19)
     failed = record(plan(), facts(step(0, "CHANUNAVAIL", 10), step(0.1, "CONGESTION", 10), end_s=1))
-    assert (failed.disposition, failed.cause) == (Disposition.FAILED, 34)
+    assert (failed.disposition, failed.cause) == (Disposition.FAILED, 42)  # 503, final at the edge
 
 
 def test_the_caller_gone_while_ringing_is_abandoned() -> None:

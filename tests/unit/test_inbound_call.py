@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from callcontrol.domain import call_events as ev
+from callcontrol.domain import contract
 from callcontrol.domain.inbound_call import InboundCall
 from callcontrol.domain.rating import Rate, cost
 from callcontrol.domain.routing import (
@@ -159,8 +160,12 @@ def test_no_answer_gives_480_and_all_failed_gives_503() -> None:
     failed.start()
     failed.handle(ev.CommandFailed(ev.DialLeg(1, "x", "PJSIP/x", None, 1), False, at(0)))
     commands = failed.handle(ev.LegEnded(2, 34, at(1)))
-    assert ev.HangupCaller(34) in commands
+    # 503 too, but cause 42: routed, every destination failed (an edge must not
+    # retry it on another node; 34 is "this node cannot take the call now").
+    assert ev.HangupCaller(42) in commands
+    assert contract.SIP_CODE_OF_CAUSE[42] == 503
     assert finish_of(commands).disposition is Disposition.FAILED
+    assert finish_of(commands).cause == 42
 
 
 def test_greeting_is_played_to_the_answered_caller_before_dialling_with_ringback() -> None:
