@@ -20,6 +20,8 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.db import ledger
@@ -39,6 +41,8 @@ from callcontrol.notify.mailer import Mailer
 from callcontrol.services.errors import NotFound
 from callcontrol.services.mails import NumberMail, NumberMailKind, Outbox, deliver
 from callcontrol.services.tables import NumberBillingState
+
+log = structlog.get_logger(__name__)
 
 S = NumberState
 T = TypeVar("T")
@@ -80,14 +84,38 @@ async def in_transaction(
     *,
     reservation_hold: timedelta = lc.DEFAULT_RESERVATION_HOLD,
 ) -> T:
-    """Run ``operation`` in one transaction; deliver its queued mail after the commit."""
-    async with sessions() as session:
-        async with session.begin():
-            work = Work(session, now, reservation_hold=reservation_hold)
-            result = await operation(work)
+    """Run ``operation`` in one transaction; deliver its queued mail after the commit.
+
+    A transaction PostgreSQL aborted to break a deadlock (or a serialization
+    failure) was rolled back whole, so it is run again, up to ``RETRIES`` times:
+    concurrent top-ups, call charges and the billing run lock an account and its
+    numbers and may meet in the other order."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            async with sessions() as session:
+                async with session.begin():
+                    work = Work(session, now, reservation_hold=reservation_hold)
+                    result = await operation(work)
+            break
+        except sa_exc.DBAPIError as exc:
+            if attempt == RETRIES or _sqlstate(exc) not in RETRIED_SQLSTATES:
+                raise
+            log.warning("transaction_retried", attempt=attempt, sqlstate=_sqlstate(exc))
     if len(work.outbox):
         await deliver(work.outbox, sessions=sessions, mailer=mailer)
     return result
+
+
+RETRIES = 3
+RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
 
 
 # -- locks -----------------------------------------------------------------------------------
