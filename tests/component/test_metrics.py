@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -225,9 +226,12 @@ async def test_a_cdr_the_locked_database_cannot_take_shows_in_the_spool_depth_th
             await locker.execute(sa.text("LOCK TABLE cdrs IN ACCESS EXCLUSIVE MODE"))
         event = sample_event("StasisStart") | {"args": ["inbound", "4930999999"]}
         await served.fake.send_event(event)
-        for _ in range(300):
+        # The CDR write waits out the spool's bound (2 s), then is journaled; on a
+        # busy machine that can take a few seconds more: a deadline, not a count.
+        deadline = time.monotonic() + 10
+        while True:
             during = await served.scrape()
-            if during[spool("callcontrol_spool_depth", "cdr")] == 1:
+            if during[spool("callcontrol_spool_depth", "cdr")] == 1 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)
         assert during[spool("callcontrol_spool_depth", "cdr")] == 1
@@ -236,9 +240,10 @@ async def test_a_cdr_the_locked_database_cannot_take_shows_in_the_spool_depth_th
             await driver.execute("ROLLBACK")
         else:
             await locker.execute(sa.text("ROLLBACK"))
-    for _ in range(500):
+    deadline = time.monotonic() + 10
+    while True:
         after = await served.scrape()
-        if after[spool("callcontrol_spool_depth", "cdr")] == 0:
+        if after[spool("callcontrol_spool_depth", "cdr")] == 0 or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.01)
     assert after[spool("callcontrol_spool_depth", "cdr")] == 0
