@@ -44,6 +44,10 @@ BENCH_AGI_CONTEXTS = {
     INBOUND_CONTEXT: "callcontrol-agi-inbound",
     OUTBOUND_CONTEXT: "callcontrol-agi-outbound",
 }
+BENCH_AGI_OUTBOUND_PREFIX = "*99"
+"""Test beds: a SIP account's call dialled as ``*99<number>`` goes to the FastAGI
+dialplan (its endpoint's context is the ARI one), so tests run outbound calls
+through both executors on one Asterisk."""
 TRANSPORT = "transport-udp"
 ACCOUNT_TEMPLATES = ("callcontrol-account", "callcontrol-account-aor", "callcontrol-account-auth")
 PROVISIONING_INCLUDE = "pjsip_callcontrol.conf"
@@ -301,7 +305,13 @@ def _bench_agi_dialplan(text: str, plan: AsteriskPlan) -> str:
     filled = _fill(text, plan, "extensions_callcontrol_agi.conf")
     for context, bench_context in BENCH_AGI_CONTEXTS.items():
         filled = filled.replace(f"[{context}]", f"[{bench_context}]")
-    return filled
+    return filled + (
+        f"\n; Test beds only: a SIP account's call dialled as {BENCH_AGI_OUTBOUND_PREFIX}<number>"
+        " is carried\n; out by the FastAGI executor (more specific than the ARI pattern).\n"
+        f"[{OUTBOUND_CONTEXT}]\n"
+        f"exten => _{BENCH_AGI_OUTBOUND_PREFIX}.,1,Goto({BENCH_AGI_CONTEXTS[OUTBOUND_CONTEXT]},"
+        f"${{EXTEN:{len(BENCH_AGI_OUTBOUND_PREFIX)}}},1)\n"
+    )
 
 
 def _bench_dialplan(text: str, plan: AsteriskPlan) -> str:

@@ -15,7 +15,9 @@ work (dialplan/extensions_callcontrol_agi.conf). The contract with it:
   per dialable leg, each with its own ring timeout; simultaneous mode one step
   whose timeout is the longest leg's (``Dial()`` has one timeout per call);
 - ``CC_VM_GREETING``, ``CC_VM_MAX``, ``CC_VM_SILENCE``, ``CC_VM_FILE``;
-- outbound: ``CC_CALLERID`` (the number shown) or ``CC_WITHHOLD=1``.
+- outbound: ``CC_CALLERID`` (the number shown) or ``CC_WITHHOLD=1``;
+- ``CC_LEG_HOPS``: ``X-CallControl-Hops`` of every leg (the plan's hops + 1),
+  added by ``Dial()``'s pre-dial handler (``callcontrol-agi-leg``).
 
 ``HangupFacts`` (the ``hangup`` request's arguments, from the hangup handler)
 become the call's ``CallRecord`` in ``agi_call_record`` with the rules of
@@ -81,6 +83,7 @@ def plan_variables(decision: ForwardingPlan | Reject, *, voicemail_file: str) ->
     variables = {
         "CC_ACTION": ACTION_FORWARD if steps else ACTION_VOICEMAIL,
         "CC_STEPS": str(len(steps)),
+        "CC_LEG_HOPS": str(decision.hops + 1),
     }
     if decision.greeting_media:
         variables["CC_GREETING"] = media_path(decision.greeting_media)

@@ -5,6 +5,10 @@ Session-wide: one Asterisk, one SMTP sink, one engine on the run's database
 Asterisk also reads SIP accounts from it: the realtime provisioning back-end). Each test creates
 its own account and DID, so tests do not see each other's data. After every
 test no channel may be left in Asterisk: a stuck channel fails the test.
+
+Call-flow tests take ``call_path`` and run once per executor: the ARI engine
+(session-wide) and the FastAGI engine (one per module that uses it, with an
+ARI app name of its own so it never takes the ARI engine's calls).
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import AsteriskSandbox, asterisk_sandbox, default_config, realtime_url_for
+from support.call_paths import AGI_PORT, ARI_CARRIER, CallPath, agi_fallback_file
 from support.data import Seeder
 from support.engine import EngineProcess, free_port
 from support.smtp import SmtpSink
+
+from provisioning.asterisk_config import BENCH_AGI_CARRIER_IP, BENCH_AGI_OUTBOUND_PREFIX
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +75,58 @@ def engine(
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def agi_engine(
+    asterisk: AsteriskSandbox,
+    db_url: str,
+    smtp: SmtpSink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EngineProcess]:
+    """An engine with ``calls.executor=agi`` answering the bed's FastAGI dialplan."""
+    logs = tmp_path_factory.mktemp("agi-engine")
+    fallback = agi_fallback_file(asterisk.layout.root)
+    for stale in (fallback, fallback.with_suffix(".log.replaying")):
+        stale.unlink(missing_ok=True)  # another run's reports, of another database
+    process = EngineProcess(
+        env={
+            "CALLCONTROL_ENVIRONMENT": "test",
+            "CALLCONTROL_DATABASE__URL": db_url,
+            "CALLCONTROL_CALLS__EXECUTOR": "agi",
+            "CALLCONTROL_AGI__HOST": "127.0.0.1",
+            "CALLCONTROL_AGI__PORT": str(AGI_PORT),
+            "CALLCONTROL_ARI__URL": asterisk.ari_url,
+            "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
+            "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
+            "CALLCONTROL_ARI__APP": asterisk.app + "-agi",
+            "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
+            "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
+            "CALLCONTROL_SMTP__PORT": str(smtp.port),
+            "CALLCONTROL_LOG_FORMAT": "json",
+            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+            "CALLCONTROL_SPOOL__PATH": str(logs / "spool.db"),
+            "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(fallback),
+            "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "0.5",
+        },
+        log_path=logs / "engine.log",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(params=["ari", "agi"])
+def call_path(request: pytest.FixtureRequest) -> CallPath:
+    """The executor that carries this test's calls (each call-flow test runs with both)."""
+    if request.param == "ari":
+        return CallPath("ari", request.getfixturevalue("engine"), ARI_CARRIER)
+    return CallPath(
+        "agi",
+        request.getfixturevalue("agi_engine"),
+        BENCH_AGI_CARRIER_IP,
+        BENCH_AGI_OUTBOUND_PREFIX,
+    )
 
 
 @pytest.fixture

@@ -374,25 +374,30 @@ def test_a_stopped_asterisk_node_is_out_within_the_probing_interval_and_calls_go
     node_layout = cluster.layout.node(stopped)
     (pid,) = process.asterisk_pids(node_layout)
     process.stop(node_layout, pid)
-    started = time.monotonic()
-    caller = callers(cluster, workdir, did, calls=calls, rate=5)
-    while cluster.dispatcher_flags().get(stopped, "")[:1] != "I":
-        assert time.monotonic() - started < PROBING_GOAL_S + 5, cluster.dispatcher_flags()
-        time.sleep(0.05)
-    out_after = time.monotonic() - started
-    result = caller.wait(60)
-    far_result = far.stop()
-    assert result.successful == calls and result.failed == 0, result.describe()
-    assert nodes_that_took(cluster, far_result) == Counter({"node2": calls})
-    assert out_after <= PROBING_GOAL_S, f"node out after {out_after:.1f} s"
-    print(f"asterisk stop: node out of the dispatcher after {out_after:.2f} s; "
-          f"{calls} calls answered by node2")  # fmt: skip
-    # Back in: the node's Asterisk restarted, the probe brings it back.
-    control.up(
-        node_layout,
-        cluster_sandbox.node_config(cluster.base, cluster.settings, cluster.settings.node(stopped)),
-        cluster.layout.media,
-    )
+    try:
+        started = time.monotonic()
+        caller = callers(cluster, workdir, did, calls=calls, rate=5)
+        while cluster.dispatcher_flags().get(stopped, "")[:1] != "I":
+            assert time.monotonic() - started < PROBING_GOAL_S + 5, cluster.dispatcher_flags()
+            time.sleep(0.05)
+        out_after = time.monotonic() - started
+        result = caller.wait(60)
+        far_result = far.stop()
+        assert result.successful == calls and result.failed == 0, result.describe()
+        assert nodes_that_took(cluster, far_result) == Counter({"node2": calls})
+        assert out_after <= PROBING_GOAL_S, f"node out after {out_after:.1f} s"
+        print(f"asterisk stop: node out of the dispatcher after {out_after:.2f} s; "
+              f"{calls} calls answered by node2")  # fmt: skip
+    finally:
+        # Back in (also when the test failed, so the next tests have two nodes):
+        # the node's Asterisk restarted, the probe brings it back.
+        control.up(
+            node_layout,
+            cluster_sandbox.node_config(
+                cluster.base, cluster.settings, cluster.settings.node(stopped)
+            ),
+            cluster.layout.media,
+        )
     deadline = time.monotonic() + 10
     while cluster.dispatcher_flags().get(stopped) != "AP":
         assert time.monotonic() < deadline, cluster.dispatcher_flags()

@@ -1,12 +1,13 @@
 """Forwarding loops through the carrier are stopped at call time (issue #13).
 
 Every leg the engine originates carries ``X-CallControl-Hops: n+1``, where n is
-the count the inbound INVITE carried (the dialplan passes it as a Stasis
-argument). A loop that settings could not foresee (our DID forwards to a phone
-number the carrier routes to another of our DIDs, which forwards back) comes
-back with a growing count; at ``calls.max_forwarding_hops`` (3 by default) the
-call is refused with a final 603. SIPp plays the carrier sending the header
-and the far end that reads it.
+the count the inbound INVITE carried (the dialplan passes it as a Stasis or
+FastAGI argument; with FastAGI, ``Dial()``'s pre-dial handler adds it to each
+leg; each test runs with both executors). A loop that settings could not
+foresee (our DID forwards to a phone number the carrier routes to another of
+our DIDs, which forwards back) comes back with a growing count; at
+``calls.max_forwarding_hops`` (3 by default) the call is refused with a final
+603. SIPp plays the carrier sending the header and the far end that reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.call_paths import CallPath
 from support.data import Seeder
 from support.engine import EngineProcess
 from support.sipp import SCENARIO_DIR, Sipp
@@ -24,7 +26,6 @@ from callcontrol.domain.vocabulary import DestinationType
 pytestmark = pytest.mark.e2e
 
 ASTERISK = "127.0.0.1:5060"
-CARRIER = "127.0.0.2"
 FAR = "127.0.0.3"
 CALLER_NUMBER = "4915112345678"
 LIMIT = 3  # the setting's default: the e2e engine runs with it
@@ -63,12 +64,12 @@ def logged(engine: EngineProcess, event: str, did: str) -> list[dict[str, object
 
 
 def test_a_call_at_the_hop_limit_is_refused_with_603_and_logged_as_a_loop(
-    engine: EngineProcess, data: Seeder, workdir: Path
+    call_path: CallPath, data: Seeder, workdir: Path
 ) -> None:
     did = forwarded_did(data)
     result = Sipp(
         str(with_hops_header(workdir, "caller_expect_code.xml", LIMIT)),
-        CARRIER,
+        call_path.carrier,
         5070,
         workdir,
         remote=ASTERISK,
@@ -82,13 +83,13 @@ def test_a_call_at_the_hop_limit_is_refused_with_603_and_logged_as_a_loop(
     assert cdr["disposition"] == "rejected" and cdr["reject_reason"] == "forwarding_loop"
     assert cdr["hangup_cause"] == 25 and cdr["sip_code"] == 603
     assert cdr["legs"] == []  # nothing was dialled
-    [entry] = logged(engine, "forwarding_loop", did)
+    [entry] = logged(call_path.engine, "forwarding_loop", did)
     assert entry["hops"] == LIMIT and entry["level"] == "warning"
 
 
 @pytest.mark.parametrize("hops", [None, LIMIT - 1], ids=["no-header", "below-limit"])
 def test_below_the_limit_the_call_is_forwarded_and_the_far_end_sees_one_hop_more(
-    engine: EngineProcess, data: Seeder, workdir: Path, hops: int | None
+    call_path: CallPath, data: Seeder, workdir: Path, hops: int | None
 ) -> None:
     did = forwarded_did(data)
     scenario = (
@@ -100,7 +101,7 @@ def test_below_the_limit_the_call_is_forwarded_and_the_far_end_sees_one_hop_more
     far.start().wait_ready()
     caller = Sipp(
         scenario,
-        CARRIER,
+        call_path.carrier,
         5070,
         workdir,
         remote=ASTERISK,

@@ -1,6 +1,7 @@
 """Inbound calls through real Asterisk 22, the engine process and SIPp.
 
-SIPp plays the carrier's caller (127.0.0.2) and every far end (127.0.0.3,
+SIPp plays the carrier's caller (the ``call_path``'s address: each test runs
+with the ARI and the FastAGI executor) and every far end (127.0.0.3,
 127.0.0.4 on port 5080; the PSTN carrier on 127.0.0.5:5060). Each test makes
 its own account and DID, places the call, then checks what SIPp saw and the
 CDR (and ledger) the engine wrote.
@@ -11,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.call_paths import CallPath
 from support.data import Seeder, next_did
-from support.engine import EngineProcess
 from support.sipp import Sipp, SippResult
 
 from callcontrol.domain.vocabulary import (
@@ -25,15 +26,14 @@ from callcontrol.domain.vocabulary import (
 pytestmark = pytest.mark.e2e
 
 ASTERISK = "127.0.0.1:5060"
-CARRIER = "127.0.0.2"
 FAR_A, FAR_B = "127.0.0.3", "127.0.0.4"
 CALLER_NUMBER = "4915112345678"
 
 
-def expect_code(workdir: Path, did: str, code: int) -> SippResult:
+def expect_code(path: CallPath, workdir: Path, did: str, code: int) -> SippResult:
     return Sipp(
         "caller_expect_code.xml",
-        CARRIER,
+        path.carrier,
         5070,
         workdir,
         remote=ASTERISK,
@@ -44,10 +44,10 @@ def expect_code(workdir: Path, did: str, code: int) -> SippResult:
     ).run()
 
 
-def answered_call(workdir: Path, did: str, talk_ms: int = 1000) -> SippResult:
+def answered_call(path: CallPath, workdir: Path, did: str, talk_ms: int = 1000) -> SippResult:
     return Sipp(
         "caller_answered.xml",
-        CARRIER,
+        path.carrier,
         5070,
         workdir,
         remote=ASTERISK,
@@ -62,11 +62,9 @@ def far_end(workdir: Path, scenario: str, ip: str, port: int = 5080, **variables
     return Sipp(scenario, ip, port, workdir, variables=variables, timeout_s=40).start().wait_ready()
 
 
-def test_unknown_did_is_rejected_with_404(
-    engine: EngineProcess, data: Seeder, workdir: Path
-) -> None:
+def test_unknown_did_is_rejected_with_404(call_path: CallPath, data: Seeder, workdir: Path) -> None:
     did = next_did("+4930999")
-    result = expect_code(workdir, did, 404)
+    result = expect_code(call_path, workdir, did, 404)
     assert result.ok, result.describe()
     cdr = data.wait_for_cdr(did)
     assert cdr["disposition"] == "rejected" and cdr["reject_reason"] == "unknown_number"
@@ -74,32 +72,32 @@ def test_unknown_did_is_rejected_with_404(
 
 
 def test_suspended_number_is_rejected_with_403_distinct_from_unknown(
-    engine: EngineProcess, data: Seeder, workdir: Path
+    call_path: CallPath, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     did = data.number(account, state=NumberState.SUSPENDED)
-    result = expect_code(workdir, did, 403)
+    result = expect_code(call_path, workdir, did, 403)
     assert result.ok, result.describe()
     cdr = data.wait_for_cdr(did)
     assert cdr["reject_reason"] == "suspended"
     assert cdr["account_id"] == account  # still the customer's number: its statistics count it
 
 
-def test_sms_number_takes_no_calls(engine: EngineProcess, data: Seeder, workdir: Path) -> None:
+def test_sms_number_takes_no_calls(call_path: CallPath, data: Seeder, workdir: Path) -> None:
     did = data.number(data.account(), kind=NumberKind.SMS_ONCE)
-    result = expect_code(workdir, did, 404)
+    result = expect_code(call_path, workdir, did, 404)
     assert result.ok, result.describe()
 
 
 def test_active_number_is_forwarded_to_a_sip_uri_and_bridged(
-    engine: EngineProcess, data: Seeder, workdir: Path
+    call_path: CallPath, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     did = data.number(
         account, destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
     )
     far = far_end(workdir, "far_answer.xml", FAR_A, answer_ms="200")
-    caller = answered_call(workdir, did, talk_ms=1500)
+    caller = answered_call(call_path, workdir, did, talk_ms=1500)
     assert caller.ok, caller.describe()
     far_result = far.wait(15)
     assert far_result.ok, far_result.describe()
@@ -113,7 +111,7 @@ def test_active_number_is_forwarded_to_a_sip_uri_and_bridged(
 
 
 def test_sequential_first_busy_then_second_answers(
-    engine: EngineProcess, data: Seeder, workdir: Path
+    call_path: CallPath, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     did = data.number(
@@ -126,7 +124,7 @@ def test_sequential_first_busy_then_second_answers(
     )
     busy = far_end(workdir, "far_busy.xml", FAR_A)
     answer = far_end(workdir, "far_answer.xml", FAR_B, answer_ms="100")
-    caller = answered_call(workdir, did)
+    caller = answered_call(call_path, workdir, did)
     assert caller.ok, caller.describe()
     assert busy.wait(15).ok
     assert answer.wait(15).ok
@@ -137,7 +135,7 @@ def test_sequential_first_busy_then_second_answers(
 
 
 def test_simultaneous_first_answer_wins_and_the_other_leg_is_cancelled(
-    engine: EngineProcess, data: Seeder, workdir: Path
+    call_path: CallPath, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     did = data.number(
@@ -150,7 +148,7 @@ def test_simultaneous_first_answer_wins_and_the_other_leg_is_cancelled(
     )
     ringing = far_end(workdir, "far_no_answer.xml", FAR_A)
     quick = far_end(workdir, "far_answer.xml", FAR_B, answer_ms="300")
-    caller = answered_call(workdir, did)
+    caller = answered_call(call_path, workdir, did)
     assert caller.ok, caller.describe()
     ringing_result = ringing.wait(15)
     assert ringing_result.ok, ringing_result.describe()
@@ -162,7 +160,7 @@ def test_simultaneous_first_answer_wins_and_the_other_leg_is_cancelled(
 
 
 def test_all_legs_busy_without_voicemail_gives_486(
-    engine: EngineProcess, data: Seeder, workdir: Path
+    call_path: CallPath, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     did = data.number(
@@ -171,7 +169,7 @@ def test_all_legs_busy_without_voicemail_gives_486(
         destinations=[(DestinationType.SIP_URI, f"sip:busy@{FAR_A}:5080", 10)],
     )
     busy = far_end(workdir, "far_busy.xml", FAR_A)
-    result = expect_code(workdir, did, 486)
+    result = expect_code(call_path, workdir, did, 486)
     assert result.ok, result.describe()
     assert busy.wait(15).ok
     assert data.wait_for_cdr(did)["disposition"] == "busy"

@@ -5,6 +5,8 @@ generated password and dials; the SIPp PSTN carrier (127.0.0.5:5060) answers
 and FAILS the call unless the From user is the one expected (the rented number
 on calls to its own country, ``anonymous`` otherwise). The test then checks the
 carrier's INVITE headers (P-Asserted-Identity, Privacy), the CDR and the charge.
+Each test runs with both executors (``call_path``: with FastAGI the phone dials
+the bed's ``*99`` prefix, which sends its call to the FastAGI dialplan).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import AsteriskSandbox
+from support.call_paths import CallPath
 from support.data import Seeder, next_did
-from support.engine import EngineProcess
 from support.provisioning import new_sip_account
 from support.sipp import SipMessage, Sipp, SippResult
 
@@ -60,7 +62,7 @@ def phone(
 
 
 def call_through_carrier(
-    workdir: Path, login: str, password: str, dialled: str, expected_from: str
+    path: CallPath, workdir: Path, login: str, password: str, dialled: str, expected_from: str
 ) -> tuple[SippResult, SippResult]:
     carrier = Sipp(
         "far_answer_check_from.xml",
@@ -71,7 +73,7 @@ def call_through_carrier(
         timeout_s=30,
     ).start()
     carrier.wait_ready()
-    caller = phone(workdir, login, password, dialled, "phone_call.xml").run()
+    caller = phone(workdir, login, password, path.outbound(dialled), "phone_call.xml").run()
     return caller, carrier.wait(15)
 
 
@@ -82,13 +84,13 @@ def carrier_invite(result: SippResult) -> SipMessage:
 
 
 def test_a_call_to_the_rented_numbers_country_presents_it_and_is_charged(
-    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+    asterisk: AsteriskSandbox, call_path: CallPath, db_url: str, data: Seeder, workdir: Path
 ) -> None:
     account, did, login, password = sip_account(
         asterisk, db_url, data, balance_minor=1000, service=True
     )
     data.rate("49", 6)  # 6 cents a minute
-    caller, carrier = call_through_carrier(workdir, login, password, "0306660123", did)
+    caller, carrier = call_through_carrier(call_path, workdir, login, password, "0306660123", did)
     assert caller.ok, caller.describe()
     assert carrier.ok, carrier.describe()  # the From check passed
     invite = carrier_invite(carrier)
@@ -96,7 +98,7 @@ def test_a_call_to_the_rented_numbers_country_presents_it_and_is_charged(
     assert did.lstrip("+") in (invite.header("P-Asserted-Identity") or ""), invite.text
     assert "id" not in (invite.header("Privacy") or "none"), invite.text
 
-    cdr = data.wait_for_cdr("+49306660123")
+    cdr = data.wait_for_cdr("+49306660123", caller=login)
     assert cdr["direction"] == "outbound" and cdr["disposition"] == "answered"
     assert cdr["caller"] == login and cdr["account_id"] == account
     leg = cdr["legs"][0]
@@ -113,7 +115,7 @@ def test_a_call_to_the_rented_numbers_country_presents_it_and_is_charged(
 )
 def test_a_call_to_another_country_goes_out_anonymous(
     asterisk: AsteriskSandbox,
-    engine: EngineProcess,
+    call_path: CallPath,
     db_url: str,
     data: Seeder,
     workdir: Path,
@@ -126,22 +128,26 @@ def test_a_call_to_another_country_goes_out_anonymous(
     _, did, login, password = sip_account(asterisk, db_url, data, balance_minor=1000, service=True)
     assert did.startswith("+49")
     data.rate(prefix, 9)
-    caller, carrier = call_through_carrier(workdir, login, password, dialled, "anonymous")
+    caller, carrier = call_through_carrier(
+        call_path, workdir, login, password, dialled, "anonymous"
+    )
     assert caller.ok, caller.describe()
     assert carrier.ok, carrier.describe()
     invite = carrier_invite(carrier)
     assert "id" in (invite.header("Privacy") or ""), invite.text
     assert did.lstrip("+") not in invite.text and login not in invite.text
-    cdr = data.wait_for_cdr(e164)
+    cdr = data.wait_for_cdr(e164, caller=login)
     assert cdr["direction"] == "outbound" and cdr["disposition"] == "answered"
 
 
 def test_without_the_callerid_service_even_a_same_country_call_is_anonymous(
-    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+    asterisk: AsteriskSandbox, call_path: CallPath, db_url: str, data: Seeder, workdir: Path
 ) -> None:
     _, did, login, password = sip_account(asterisk, db_url, data, balance_minor=1000, service=False)
     data.rate("49", 6)
-    caller, carrier = call_through_carrier(workdir, login, password, "+49306660124", "anonymous")
+    caller, carrier = call_through_carrier(
+        call_path, workdir, login, password, "+49306660124", "anonymous"
+    )
     assert caller.ok, caller.describe()
     assert carrier.ok, carrier.describe()
     invite = carrier_invite(carrier)
@@ -158,7 +164,7 @@ def test_without_the_callerid_service_even_a_same_country_call_is_anonymous(
 )
 def test_an_outbound_call_that_may_not_go_out_is_refused_with_a_clear_code(
     asterisk: AsteriskSandbox,
-    engine: EngineProcess,
+    call_path: CallPath,
     db_url: str,
     data: Seeder,
     workdir: Path,
@@ -173,17 +179,22 @@ def test_an_outbound_call_that_may_not_go_out_is_refused_with_a_clear_code(
     )
     data.rate("49", 6)
     result = phone(
-        workdir, login, password, dialled, "phone_call_expect_code.xml", expected=str(code)
+        workdir,
+        login,
+        password,
+        call_path.outbound(dialled),
+        "phone_call_expect_code.xml",
+        expected=str(code),
     ).run()
     assert result.ok, result.describe()
-    cdr = data.wait_for_cdr(number)
+    cdr = data.wait_for_cdr(number, caller=login)
     assert cdr["direction"] == "outbound" and cdr["caller"] == login
     assert cdr["account_id"] == account  # refused, but the account's call
     assert cdr["disposition"] == "rejected" and cdr["reject_reason"] == reason
 
 
 def test_an_outbound_call_is_cut_when_the_balance_is_spent_and_charged_once(
-    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+    asterisk: AsteriskSandbox, call_path: CallPath, db_url: str, data: Seeder, workdir: Path
 ) -> None:
     account, _, login, password = sip_account(asterisk, db_url, data, balance_minor=3, service=True)
     data.rate("4989", 60)  # 60 cents a minute: 3 cents pay for 3 seconds
@@ -191,10 +202,11 @@ def test_an_outbound_call_is_cut_when_the_balance_is_spent_and_charged_once(
         "far_answer.xml", PSTN_CARRIER, 5060, workdir, variables={"answer_ms": "100"}
     ).start()
     carrier.wait_ready()
-    caller = phone(workdir, login, password, "+498966601234", "phone_call_wait_bye.xml").run()
+    dialled = call_path.outbound("+498966601234")
+    caller = phone(workdir, login, password, dialled, "phone_call_wait_bye.xml").run()
     assert caller.ok, caller.describe()  # the engine hung up: the phone got the BYE
     assert carrier.wait(15).ok
-    cdr = data.wait_for_cdr("+498966601234")
+    cdr = data.wait_for_cdr("+498966601234", caller=login)
     assert 2500 <= cdr["talk_ms"] <= 5000, cdr["talk_ms"]
     charges = [e for e in data.ledger_entries(account) if e[0] is LedgerKind.CALL_CHARGE]
     assert len(charges) == 1 and charges[0][2] == f"call:{cdr['id']}:1"

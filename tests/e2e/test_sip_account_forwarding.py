@@ -2,8 +2,9 @@
 
 The account is provisioned (file or realtime back-end, as the run's database
 decides), a SIPp phone on 127.0.0.12 registers with the generated password,
-then answers on the address it registered: the engine dials
-``PJSIP/<login>``, Asterisk finds the registered contact. A phone that never
+then answers on the address it registered: the engine (ARI) or the dialplan
+(FastAGI; each test runs with both) dials ``PJSIP/<login>``, Asterisk finds
+the registered contact. A phone that never
 registered is unreachable, and sequential forwarding goes on to the next leg.
 """
 
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import AsteriskSandbox
+from support.call_paths import CallPath
 from support.data import Seeder
-from support.engine import EngineProcess
 from support.provisioning import new_sip_account
 from support.sipp import Sipp, SippResult
 
@@ -24,16 +25,16 @@ from callcontrol.domain.vocabulary import DestinationType, ForwardingMode
 pytestmark = pytest.mark.e2e
 
 ASTERISK = "127.0.0.1:5060"
-CARRIER, FAR_A, PHONE = "127.0.0.2", "127.0.0.3", "127.0.0.12"
+FAR_A, PHONE = "127.0.0.3", "127.0.0.12"
 CALLER_NUMBER = "4915112345678"
 _ports = itertools.count(5130)
 _logins = itertools.count(1)
 
 
-def caller(workdir: Path, did: str) -> SippResult:
+def caller(path: CallPath, workdir: Path, did: str) -> SippResult:
     return Sipp(
         "caller_answered.xml",
-        CARRIER,
+        path.carrier,
         5070,
         workdir,
         remote=ASTERISK,
@@ -45,7 +46,7 @@ def caller(workdir: Path, did: str) -> SippResult:
 
 
 def test_a_call_forwarded_to_the_customers_sip_account_rings_the_registered_phone(
-    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+    asterisk: AsteriskSandbox, call_path: CallPath, db_url: str, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     login = f"desk{next(_logins):03d}x{account}"
@@ -72,7 +73,7 @@ def test_a_call_forwarded_to_the_customers_sip_account_rings_the_registered_phon
         timeout_s=30,
     ).start()
     phone.wait_ready()
-    call = caller(workdir, did)
+    call = caller(call_path, workdir, did)
     assert call.ok, call.describe()
     rang = phone.wait(15)
     assert rang.ok, rang.describe()  # the caller's number was shown on the phone
@@ -83,7 +84,7 @@ def test_a_call_forwarded_to_the_customers_sip_account_rings_the_registered_phon
 
 
 def test_an_unregistered_sip_account_is_skipped_and_the_next_leg_answers(
-    asterisk: AsteriskSandbox, engine: EngineProcess, db_url: str, data: Seeder, workdir: Path
+    asterisk: AsteriskSandbox, call_path: CallPath, db_url: str, data: Seeder, workdir: Path
 ) -> None:
     account = data.account()
     login = f"desk{next(_logins):03d}x{account}"
@@ -100,7 +101,7 @@ def test_an_unregistered_sip_account_is_skipped_and_the_next_leg_answers(
         "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=30
     ).start()
     backup.wait_ready()
-    call = caller(workdir, did)
+    call = caller(call_path, workdir, did)
     assert call.ok, call.describe()
     assert backup.wait(15).ok
     cdr = data.wait_for_cdr(did)

@@ -177,9 +177,15 @@ class Seeder:
 
         self._run(work)
 
-    def cdrs_for(self, did: str) -> list[dict[str, Any]]:
+    def cdrs_for(self, did: str, *, caller: str | None = None) -> list[dict[str, Any]]:
+        """The CDRs of calls to ``did`` (and from ``caller``, when given: outbound
+        calls to the same number from different SIP accounts)."""
+
         async def work(session: AsyncSession) -> list[dict[str, Any]]:
-            rows = (await session.scalars(sa.select(Cdr).where(Cdr.did == did))).all()
+            query = sa.select(Cdr).where(Cdr.did == did)
+            if caller is not None:
+                query = query.where(Cdr.caller == caller)
+            rows = (await session.scalars(query)).all()
             out = []
             for row in rows:
                 legs = (
@@ -196,10 +202,12 @@ class Seeder:
 
         return self._run(work)
 
-    def wait_for_cdr(self, did: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    def wait_for_cdr(
+        self, did: str, timeout_s: float = 15.0, *, caller: str | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            rows = self.cdrs_for(did)
+            rows = self.cdrs_for(did, caller=caller)
             if rows:
                 assert len(rows) == 1, rows
                 return rows[0]

@@ -81,6 +81,7 @@ def test_sequential_legs_are_one_dial_step_each_with_their_own_ring_timeout() ->
     assert variables == {
         "CC_ACTION": "forward",
         "CC_STEPS": "2",
+        "CC_LEG_HOPS": "1",
         "CC_DIAL1": "PJSIP/callcontrol-external/sip:alice@127.0.0.3:5080",
         "CC_TIMEOUT1": "20",
         "CC_DIAL2": "PJSIP/callcontrol-external/sip:100@127.0.0.4:5080",
@@ -97,6 +98,14 @@ def test_simultaneous_legs_ring_in_one_dial_with_the_longest_timeout() -> None:
         "PJSIP/callcontrol-external/sip:alice@127.0.0.3:5080"
         "&PJSIP/callcontrol-external/sip:100@127.0.0.4:5080"
     )
+
+
+def test_every_leg_carries_the_hops_the_call_came_with_plus_one() -> None:
+    decision = decide_inbound(
+        ACTIVE, caller_id="+4915112345678", now=T0, policy=RoutingPolicy(), hops=2
+    )
+    assert isinstance(decision, ForwardingPlan)
+    assert plan_variables(decision, voicemail_file=VM_FILE)["CC_LEG_HOPS"] == "3"
 
 
 def test_a_pstn_leg_is_capped_by_dial_L_at_the_seconds_the_balance_pays() -> None:

@@ -1,0 +1,39 @@
+"""The two executors side by side on the test bed's one Asterisk (issue 16).
+
+The bed's Asterisk runs both dialplans (bench mode, provisioning/asterisk_config.py):
+calls from the carrier at 127.0.0.2 go to Stasis (the ARI engine), calls from
+``BENCH_AGI_CARRIER_IP`` to the FastAGI dialplan (the AGI engine on port 4573);
+a SIP account's call dialled with ``BENCH_AGI_OUTBOUND_PREFIX`` goes to the
+FastAGI outbound dialplan. A call-flow test takes the ``call_path`` fixture
+(tests/e2e/conftest.py) and runs once per executor, so neither can drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.engine import EngineProcess
+
+ARI_CARRIER = "127.0.0.2"
+AGI_PORT = 4573
+"""Where the bed's FastAGI dialplan asks (its ``agi.port``)."""
+
+
+@dataclass(frozen=True)
+class CallPath:
+    executor: str
+    """``ari`` or ``agi``: settings ``calls.executor`` of ``engine``."""
+    engine: EngineProcess
+    carrier: str
+    """The caller's address: the bed routes a carrier's calls by it."""
+    outbound_prefix: str = ""
+
+    def outbound(self, dialled: str) -> str:
+        """What a SIP account dials to reach ``dialled`` through this executor."""
+        return self.outbound_prefix + dialled
+
+
+def agi_fallback_file(asterisk_root: Path) -> Path:
+    """Where the FastAGI dialplan keeps hangup reports while the engine is down."""
+    return asterisk_root / "var/log/asterisk/callcontrol-agi-cdr.log"
