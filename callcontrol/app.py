@@ -52,6 +52,7 @@ from callcontrol.keys import (
     DB_ENGINE,
     ENGINE,
     HTTP_CLIENT,
+    INTAKE_LAG,
     MAILER,
     SESSIONS,
     SETTINGS,
@@ -272,7 +273,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     )
     admission = Admission(limits, active_calls=lambda: dispatcher.active_calls, ari=client)
     shedding = SheddingRouter(inner=call_router(settings, sessions), admission=admission)
-    stasis_lag = StasisLag()
+    stasis_lag = app[INTAKE_LAG]
     max_lag_s = settings.calls.max_stasis_lag_ms / 1000
     dialplan_shedding = DialplanShedding(
         client,
@@ -390,6 +391,7 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
         ledger=CountingLedger(spooled.ledger, metrics=app[CALL_METRICS]),
         voicemail=spooled.voicemail, jobs=jobs,
         media=MediaFolders(settings.media.root, settings.media.asterisk_path("")),
+        intake_lag=app[INTAKE_LAG],
     )  # fmt: skip
     executor.prepare()
     server = AgiServer(
@@ -622,6 +624,7 @@ def build_app(
     mailer = mailer or SmtpMailer(settings.smtp)  # built once
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
+        app[INTAKE_LAG] = StasisLag()
         # One mailer for every mail of the service: what the server refuses is spooled.
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
         mailer = app[MAILER] = SpoolingMailer(mailer, spool=spool)

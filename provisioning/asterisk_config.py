@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,6 +51,11 @@ through both executors on one Asterisk."""
 TRANSPORT = "transport-udp"
 ACCOUNT_TEMPLATES = ("callcontrol-account", "callcontrol-account-aor", "callcontrol-account-auth")
 PROVISIONING_INCLUDE = "pjsip_callcontrol.conf"
+ADMISSION_DIALPLAN = "extensions_callcontrol_admission.conf"
+"""``[callcontrol-admission]``, Gosub'ed by both executors' dialplans."""
+BENCH_AGI_APP_SUFFIX = "-agi"
+"""Test beds: the FastAGI engine's ARI app is the ARI engine's plus this, and the
+bed's FastAGI dialplan counts and sheds its calls under that app's variables."""
 _PLACEHOLDER = re.compile(r"\{\{([A-Z0-9_]+)\}\}")
 
 
@@ -148,6 +153,7 @@ class ProjectSources:
     modules: str
     agi_dialplan: str = ""
     asterisk_conf: str = ""
+    admission_dialplan: str = ""
 
     @classmethod
     def read(cls, project: Path) -> ProjectSources:
@@ -160,6 +166,7 @@ class ProjectSources:
                 "utf-8"
             ),
             asterisk_conf=(project / "asterisk-conf" / "asterisk.conf").read_text("utf-8"),
+            admission_dialplan=(project / "dialplan" / ADMISSION_DIALPLAN).read_text("utf-8"),
         )
 
     @classmethod
@@ -173,6 +180,7 @@ class ProjectSources:
             modules=(folder / "modules.conf").read_text("utf-8"),
             asterisk_conf=(folder / "asterisk.conf").read_text("utf-8"),
             agi_dialplan=(folder / "extensions_callcontrol_agi.conf").read_text("utf-8"),
+            admission_dialplan=(folder / ADMISSION_DIALPLAN).read_text("utf-8"),
         )
 
 
@@ -188,6 +196,7 @@ def render_asterisk_config(plan: AsteriskPlan, sources: ProjectSources) -> dict[
         "rtp.conf": _rtp_conf(plan.address),
         "extensions.conf": _extensions_conf(plan),
         "extensions_callcontrol.conf": _fill(dialplan, plan, "extensions_callcontrol.conf"),
+        ADMISSION_DIALPLAN: sources.admission_dialplan,
         "modules.conf": sources.modules,
     }
     if plan.ami is not None:
@@ -294,6 +303,7 @@ def _extensions_conf(plan: AsteriskPlan) -> str:
         "; callcontrol: every call goes to the Stasis app (extensions_callcontrol.conf).\n"
         "[general]\nstatic = yes\nwriteprotect = yes\nclearglobalvars = no\n\n[globals]\n\n"
         "#include extensions_callcontrol.conf\n"
+        f"#include {ADMISSION_DIALPLAN}\n"
     )
     if plan.executor == "agi":
         text = text.replace("the Stasis app", "the engine over FastAGI")
@@ -302,7 +312,8 @@ def _extensions_conf(plan: AsteriskPlan) -> str:
 
 
 def _bench_agi_dialplan(text: str, plan: AsteriskPlan) -> str:
-    filled = _fill(text, plan, "extensions_callcontrol_agi.conf")
+    agi_plan = replace(plan, app=plan.app + BENCH_AGI_APP_SUFFIX)
+    filled = _fill(text, agi_plan, "extensions_callcontrol_agi.conf")
     for context, bench_context in BENCH_AGI_CONTEXTS.items():
         filled = filled.replace(f"[{context}]", f"[{bench_context}]")
     return filled + (

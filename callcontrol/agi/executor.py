@@ -27,6 +27,7 @@ Rules kept here:
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,10 @@ VOICEMAIL_FOLDER = "voicemail-agi"
 _MAX_PENDING = 100_000
 _WAV_HEADER = 44
 _BYTES_PER_SECOND = 16_000  # 8 kHz, 16-bit mono: what Record(...wav) writes
+
+
+class IntakeLag(Protocol):
+    def observe(self, created_at: float) -> None: ...
 
 
 class NumberRouter(Protocol):
@@ -95,8 +100,10 @@ class AgiExecutor:
         voicemail: VoicemailBox,
         jobs: TaskSupervisor,
         media: MediaFolders,
+        intake_lag: IntakeLag | None = None,
     ) -> None:
         self._router = router
+        self._intake_lag = intake_lag
         self._ledger = ledger
         self._voicemail = voicemail
         self._jobs = jobs
@@ -127,6 +134,9 @@ class AgiExecutor:
             party = header.get("callerid")
         started = datetime.now(UTC)
         hops = parse_hops(header.arg(3) or None)  # the inbound INVITE's X-CallControl-Hops
+        asked_at = _epoch_s(header.arg(4))  # when the dialplan asked (its clock)
+        if asked_at is not None and self._intake_lag is not None:
+            self._intake_lag.observe(asked_at)  # Asterisk's lateness: the shedding measure
         routed = await self._router.route_number(direction, number, party or None, hops=hops)
         call_key = safe_id(header.get("uniqueid"))
         variables = plan_variables(
@@ -223,6 +233,14 @@ class AgiExecutor:
             duration_s=max(0, len(audio) - _WAV_HEADER) // _BYTES_PER_SECOND, audio=audio,
         )  # fmt: skip
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+def _epoch_s(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if value > 0 and math.isfinite(value) else None
 
 
 def _taking(path: Path) -> Path:

@@ -178,3 +178,32 @@ async def test_a_recorded_message_is_delivered_and_its_file_removed(tmp_path: Pa
     assert message["number_id"] == 7 and message["duration_s"] == 3 and message["audio"] == audio
     assert not recording.exists()
     await server.close()
+
+
+class Lag:
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def observe(self, created_at: float) -> None:
+        self.seen.append(created_at)
+
+
+async def test_the_time_the_dialplan_asked_feeds_the_intake_lag_the_shedding_follows(
+    tmp_path: Path,
+) -> None:
+    lag, jobs = Lag(), TaskSupervisor("test")
+    executor = AgiExecutor(
+        router=Router(), ledger=Ledger(), voicemail=Box(), jobs=jobs,
+        media=MediaFolders(tmp_path, "/srv/media"), intake_lag=lag,
+    )  # fmt: skip
+    server = AgiServer(executor.handlers(), host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        await asterisk_side(server.port, header("inbound", "18.1", "4930123456", "", "", "1.5e9"))
+        # An old dialplan (no fifth argument) or garbage: no sample, the call still decided.
+        await asterisk_side(server.port, header("inbound", "18.2", "4930123456", "", ""))
+        await asterisk_side(server.port, header("inbound", "18.3", "4930123456", "", "", "nan"))
+    finally:
+        await server.close()
+    assert lag.seen == [1.5e9]
+    assert executor.calls_decided == 3

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import AsteriskSandbox
+from support.call_paths import CallPath
 from support.data import Seeder
 from support.engine import EngineProcess
 from support.fault_calls import caller_scenario, parse_log
@@ -57,9 +58,11 @@ def asterisk_global(asterisk: AsteriskSandbox, name: str) -> str:
     return str(value.get("value", ""))
 
 
-def shed_by_dialplan(asterisk: AsteriskSandbox) -> int:
-    """Calls the dialplan turned away before Stasis, since Asterisk started."""
-    return int(asterisk_global(asterisk, app_variable("CALLCONTROL_SHEDDED_", asterisk.app)) or 0)
+def shed_by_dialplan(asterisk: AsteriskSandbox, app: str | None = None) -> int:
+    """Calls the dialplan turned away before the engine (Stasis or FastAGI) for
+    ``app`` (default: the bed's ARI app), since Asterisk started."""
+    name = app_variable("CALLCONTROL_SHEDDED_", app or asterisk.app)
+    return int(asterisk_global(asterisk, name) or 0)
 
 
 def our_bridges(asterisk: AsteriskSandbox) -> list[str]:
@@ -155,15 +158,16 @@ def assert_one_answered_cdr_per_call(data: Seeder, load: Load) -> None:
     assert len({key for _, _, key in charges}) == CALLS
 
 
-def probe_call(data: Seeder, workdir: Path) -> None:
-    """One new call, placed now, is answered (first try, no retry)."""
+def probe_call(data: Seeder, workdir: Path, caller: str = PROBE) -> None:
+    """One new call, placed now, is answered (first try, no retry); from ``caller``
+    (the bed routes the prober's address to Stasis, 127.0.0.8 to FastAGI)."""
     did = data.number(
         data.account(), destinations=[(DestinationType.SIP_URI, f"sip:bob@{FAR_A}:5082", 10)]
     )
     far = Sipp("bench_far_answer_bye.xml", FAR_A, 5082, workdir).start().wait_ready()
     probe = Sipp(
         "bench_caller_forward.xml",
-        PROBE,
+        caller,
         5074,
         workdir,
         remote="127.0.0.1:5060",
@@ -330,14 +334,16 @@ def test_calls_beyond_the_engines_capacity_get_503_at_once_and_leave_nothing_beh
 
 
 def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers_by_itself(
-    engine: EngineProcess,
+    call_path: CallPath,
     asterisk: AsteriskSandbox,
     data: Seeder,
     workdir: Path,
 ) -> None:
     """Calls beyond ``calls.max_call_rate`` (per 100 ms) get 503 (cause 34) from the
-    dialplan, before Stasis: the engine never sees them (no CDR, no REST request);
-    the calls it admits are answered; once the burst is over calls are admitted again."""
+    dialplan, before Stasis or the FastAGI request (both executors): the engine
+    never sees them (no CDR, no request); the calls it admits are answered; once
+    the burst is over calls are admitted again."""
+    engine, app = call_path.engine, call_path.ari_app
     did = data.number(
         data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 20)]
     )
@@ -357,7 +363,7 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
     scenario.write_text(caller_scenario(caller_prefix="4915177", wait_bye_s=10), encoding="utf-8")
     burst = Sipp(
         str(scenario),
-        CARRIER,
+        call_path.carrier,
         5070,
         workdir,
         remote="127.0.0.1:5060",
@@ -370,7 +376,7 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
     try:
         capped.start()
         far.start().wait_ready()
-        shed_before = shed_by_dialplan(asterisk)
+        shed_before = shed_by_dialplan(asterisk, app)
         result = burst.run()
         calls = parse_log(result.logs.splitlines())
         assert len(calls) == 100, result.describe()
@@ -380,7 +386,7 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
         assert len(shed) >= 40, outcomes  # 25 calls/s against a ceiling of 10/s
         assert {c.failed_cause for c in shed} == {"34"}
         assert all(c.end == "BYE" for c in calls.values() if c.outcome == "answered")
-        counted = shed_by_dialplan(asterisk) - shed_before
+        counted = shed_by_dialplan(asterisk, app) - shed_before
         # The calls the engine saw (each left a CDR) plus those the dialplan shed: all of them.
         deadline = time.monotonic() + 10
         while len(data.cdrs_for(did)) + counted < 100 and time.monotonic() < deadline:
@@ -395,7 +401,7 @@ def test_a_burst_above_the_call_rate_is_turned_away_by_the_dialplan_and_recovers
         assert wanted in metrics, [m for m in metrics.splitlines() if "shed" in m]
         assert_nothing_left(asterisk)
         # The burst is over: the next call is admitted (the ceiling stays, the load is gone).
-        probe_call(data, workdir)
+        probe_call(data, workdir, PROBE if call_path.executor == "ari" else call_path.carrier)
     finally:
         burst.stop()
         far.stop()

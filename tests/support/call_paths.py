@@ -29,6 +29,11 @@ class CallPath:
     """The caller's address: the bed routes a carrier's calls by it."""
     outbound_prefix: str = ""
 
+    @property
+    def ari_app(self) -> str:
+        """The engine's ARI app: the dialplan counts and sheds its calls under it."""
+        return self.engine.env["CALLCONTROL_ARI__APP"]
+
     def outbound(self, dialled: str) -> str:
         """What a SIP account dials to reach ``dialled`` through this executor."""
         return self.outbound_prefix + dialled

@@ -11,7 +11,9 @@ from callcontrol.sandbox.config import SandboxConfig, rendered_files
 from callcontrol.sandbox.layout import project_dir
 from callcontrol.settings import Settings
 from provisioning.asterisk_config import (
+    BENCH_AGI_APP_SUFFIX,
     BENCH_AGI_CARRIER_ENDPOINT,
+    BENCH_AGI_OUTBOUND_PREFIX,
     AsteriskPlan,
     ProjectSources,
     render_asterisk_config,
@@ -66,3 +68,24 @@ def test_a_test_bed_carries_both_executors_on_their_own_carriers() -> None:
     assert "#include extensions_callcontrol_agi.conf" in files["extensions.conf"]
     assert f"[{BENCH_AGI_CARRIER_ENDPOINT}]" in files["pjsip.conf"]
     assert "match = 127.0.0.8" in files["pjsip.conf"]
+
+
+def test_both_executors_admit_calls_through_the_one_admission_context() -> None:
+    for executor in ("ari", "agi"):
+        files = render(calls={"executor": executor}, ari={"app": "cc-prod"})
+        assert "#include extensions_callcontrol_admission.conf" in files["extensions.conf"]
+        assert "[callcontrol-admission]" in files["extensions_callcontrol_admission.conf"]
+        dialplan = files["extensions_callcontrol.conf"]
+        # Every call context asks first, under the app's variables.
+        assert dialplan.count("Gosub(callcontrol-admission,s,1(cc_prod))") == 2, executor
+
+
+def test_a_test_bed_counts_and_sheds_fastagi_calls_under_the_fastagi_engines_app() -> None:
+    config = SandboxConfig(ari_app="bed")
+    files = rendered_files(config)
+    assert "Gosub(callcontrol-admission,s,1(bed))" in files["extensions_callcontrol.conf"]
+    agi = files["extensions_callcontrol_agi.conf"]
+    assert BENCH_AGI_APP_SUFFIX == "-agi"
+    assert agi.count("Gosub(callcontrol-admission,s,1(bed_agi))") == 2
+    # and a SIP account's *99<number> reaches the FastAGI outbound dialplan
+    assert f"exten => _{BENCH_AGI_OUTBOUND_PREFIX}.,1,Goto(callcontrol-agi-outbound," in agi
