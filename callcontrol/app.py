@@ -311,21 +311,6 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         lease.replaced()
         dispatcher.release_all()
 
-    async def keep_lease() -> None:
-        while True:
-            await asyncio.sleep(lease.renew_every_s)
-            if not stream.connected:
-                continue
-            try:
-                still_ours = await lease.renew()
-            except AriError as exc:
-                log.warning("ari_lease_renew_failed", error=str(exc))
-                continue
-            if not still_ours:
-                log.error("ari_lease_lost", other=lease.other)
-                dispatcher.release_all()
-                await stream.disconnect()
-
     stream = AriEventStream(
         app[HTTP_CLIENT],
         base_url,
@@ -350,7 +335,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     background = [
         jobs.spawn(stream.run(), name="ari-events"),
-        jobs.spawn(keep_lease(), name="ari-lease"),
+        jobs.spawn(lease.keep(stream, on_lost=dispatcher.release_all), name="ari-lease"),
         jobs.spawn(
             dispatcher.watch(
                 ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
@@ -472,24 +457,12 @@ async def reminder_worker(
         before_connect=lease.hold, on_replaced=on_replaced,
     )  # fmt: skip
 
-    async def keep_lease() -> None:
-        while True:
-            await asyncio.sleep(lease.renew_every_s)
-            if not stream.connected:
-                continue
-            try:
-                still_ours = await lease.renew()
-            except AriError as exc:
-                log.warning("reminder_lease_renew_failed", error=str(exc))
-                continue
-            if not still_ours:
-                log.error("reminder_lease_lost", other=lease.other)
-                connected.clear()
-                await stream.disconnect()
-
     tasks = [
         asyncio.create_task(stream.run(), name="reminder-ari-events"),
-        asyncio.create_task(keep_lease(), name="reminder-ari-lease"),
+        asyncio.create_task(
+            lease.keep(stream, on_lost=connected.clear, log_as="reminder"),
+            name="reminder-ari-lease",
+        ),
     ]
     worker = PhoneReminderWorker(
         sessions=sessions, caller=caller, settings=part,
