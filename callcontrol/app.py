@@ -95,6 +95,7 @@ from callcontrol.repositories.spooling import (
 from callcontrol.services.cluster_lock import ClusterJobLock
 from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, NumberService, utc_now
+from callcontrol.services.periodic import owned_task
 from callcontrol.services.phone_reminders import (
     PhoneReminderQueue,
     PhoneReminderWorker,
@@ -500,13 +501,8 @@ async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
                 runtime.worker, settings.phone_reminders.interval_s, ready=runtime.serving
             )
 
-        task = asyncio.create_task(calls(), name="phone-reminders")
-        try:
+        async with owned_task(calls, name="phone-reminders"):
             yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
 
 
 def privacy_purge_scheduler(
