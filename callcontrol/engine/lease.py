@@ -18,7 +18,8 @@ those on the same Asterisk with the same app name. The rules it keeps:
   waiting for the lease to run out;
 - ``keep()`` is the one renewal loop (the engine's app and the reminder app):
   it renews only while the event stream is connected (a standby holds nothing
-  to renew); a renewal ARI fails is retried at the next one;
+  to renew); a renewal that fails (ARI unreachable) is logged and tried again
+  at the next one;
 - an engine that finds another holder's lease while renewing, or whose app was
   taken (``ApplicationReplaced``), stops serving and stands by. If the client
   that took the app holds no lease (an older engine, a foreign tool), the
