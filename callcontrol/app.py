@@ -96,6 +96,7 @@ from callcontrol.repositories.spooling import (
 from callcontrol.services.cluster_lock import ClusterJobLock
 from callcontrol.services.destinations import destination_policy
 from callcontrol.services.numbers import Clock, NumberService, utc_now
+from callcontrol.services.periodic import owned_task
 from callcontrol.services.phone_reminders import (
     PhoneReminderQueue,
     PhoneReminderWorker,
@@ -312,21 +313,6 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         lease.replaced()
         dispatcher.release_all()
 
-    async def keep_lease() -> None:
-        while True:
-            await asyncio.sleep(lease.renew_every_s)
-            if not stream.connected:
-                continue
-            try:
-                still_ours = await lease.renew()
-            except AriError as exc:
-                log.warning("ari_lease_renew_failed", error=str(exc))
-                continue
-            if not still_ours:
-                log.error("ari_lease_lost", other=lease.other)
-                dispatcher.release_all()
-                await stream.disconnect()
-
     stream = AriEventStream(
         app[HTTP_CLIENT],
         base_url,
@@ -351,7 +337,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     background = [
         jobs.spawn(stream.run(), name="ari-events"),
-        jobs.spawn(keep_lease(), name="ari-lease"),
+        jobs.spawn(lease.keep(stream, on_lost=dispatcher.release_all), name="ari-lease"),
         jobs.spawn(
             dispatcher.watch(
                 ari_settings.watchdog_s, serving=lambda: stream.connected and lease.held
@@ -474,24 +460,12 @@ async def reminder_worker(
         before_connect=lease.hold, on_replaced=on_replaced,
     )  # fmt: skip
 
-    async def keep_lease() -> None:
-        while True:
-            await asyncio.sleep(lease.renew_every_s)
-            if not stream.connected:
-                continue
-            try:
-                still_ours = await lease.renew()
-            except AriError as exc:
-                log.warning("reminder_lease_renew_failed", error=str(exc))
-                continue
-            if not still_ours:
-                log.error("reminder_lease_lost", other=lease.other)
-                connected.clear()
-                await stream.disconnect()
-
     tasks = [
         asyncio.create_task(stream.run(), name="reminder-ari-events"),
-        asyncio.create_task(keep_lease(), name="reminder-ari-lease"),
+        asyncio.create_task(
+            lease.keep(stream, on_lost=connected.clear, log_as="reminder"),
+            name="reminder-ari-lease",
+        ),
     ]
     worker = PhoneReminderWorker(
         sessions=sessions, caller=caller, settings=part,
@@ -529,13 +503,8 @@ async def _phone_reminders(app: web.Application) -> AsyncIterator[None]:
                 runtime.worker, settings.phone_reminders.interval_s, ready=runtime.serving
             )
 
-        task = asyncio.create_task(calls(), name="phone-reminders")
-        try:
+        async with owned_task(calls, name="phone-reminders"):
             yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
 
 
 def privacy_purge_scheduler(

@@ -16,6 +16,10 @@ those on the same Asterisk with the same app name. The rules it keeps:
 - a lease held by a dead process on this host (same host name, no such PID
   running callcontrol) is free at once: a restarted engine takes over without
   waiting for the lease to run out;
+- ``keep()`` is the one renewal loop (the engine's app and the reminder app):
+  it renews only while the event stream is connected (a standby holds nothing
+  to renew); a renewal that fails (ARI unreachable) is logged and tried again
+  at the next one;
 - an engine that finds another holder's lease while renewing, or whose app was
   taken (``ApplicationReplaced``), stops serving and stands by. If the client
   that took the app holds no lease (an older engine, a foreign tool), the
@@ -47,6 +51,14 @@ log = structlog.get_logger(__name__)
 class LeaseStore(Protocol):
     async def get_global_variable(self, name: str) -> str: ...
     async def set_global_variable(self, name: str, value: str) -> None: ...
+
+
+class FencedStream(Protocol):
+    """The event stream a lease fences (``AriEventStream``): is it up, and drop it."""
+
+    @property
+    def connected(self) -> bool: ...
+    async def disconnect(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +186,28 @@ class AppLease:
         await self._write()
         self.held = True
         return True
+
+    async def keep(
+        self, stream: FencedStream, *, on_lost: Callable[[], None], log_as: str = "ari"
+    ) -> None:
+        """Renew every ``renew_every_s`` while ``stream`` is connected, until cancelled.
+
+        When another engine holds the lease now, ``on_lost()`` (stop serving), then
+        the stream is dropped: it stands by in ``hold()`` before it reconnects. Logs
+        ``<log_as>_lease_renew_failed`` and ``<log_as>_lease_lost``."""
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            if not stream.connected:
+                continue
+            try:
+                still_ours = await self.renew()
+            except AriError as exc:
+                log.warning(f"{log_as}_lease_renew_failed", error=str(exc))
+                continue
+            if not still_ours:
+                log.error(f"{log_as}_lease_lost", other=self.other)
+                on_lost()
+                await stream.disconnect()
 
     async def release(self) -> None:
         """Give the lease up (a clean stop): a standby takes over at once."""

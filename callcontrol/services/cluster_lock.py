@@ -13,7 +13,9 @@ as it holds it. The rules:
   ``check_s`` after a cut (the jobs are idempotent: the billing run records
   that it finished, the purge finds nothing left);
 - on leaving (shutdown), the connection is invalidated, never returned to the
-  pool still holding the lock.
+  pool still holding the lock;
+- the tries run in the jobs' own loop (``services/periodic.py``): one try
+  (take, hold, lose) is one tick, every ``retry_s``.
 
 SQLite has one engine per database by nature; there the composition root runs
 the jobs directly, as before.
@@ -23,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, suppress
 
 import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from callcontrol.services.periodic import every, owned_task
 
 log = structlog.get_logger(__name__)
 
@@ -56,25 +60,20 @@ class ClusterJobLock:
 
     async def run(self) -> None:
         """Try, hold and run the jobs, lose, try again - until cancelled."""
-        while True:
-            try:
-                async with self._engine.connect() as conn:
-                    if await self._try_lock(conn):
-                        await self._hold(conn)
-            except (DBAPIError, SQLAlchemyError, OSError) as exc:
-                log.warning("cluster_jobs_connection_failed", error=str(exc).splitlines()[0])
-            await asyncio.sleep(self._retry_s)
+        await every(self._retry_s, self._try_and_hold)
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
+    def running(self) -> AbstractAsyncContextManager[asyncio.Task[None]]:
         """The loop as an owned task, cancelled and awaited on exit (for a cleanup_ctx)."""
-        task = asyncio.create_task(self.run(), name="cluster-jobs-lock")
+        return owned_task(self.run, name="cluster-jobs-lock")
+
+    async def _try_and_hold(self) -> None:
+        """One try: take the lock and run the jobs until the connection fails."""
         try:
-            yield task
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            async with self._engine.connect() as conn:
+                if await self._try_lock(conn):
+                    await self._hold(conn)
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            log.warning("cluster_jobs_connection_failed", error=str(exc).splitlines()[0])
 
     async def _try_lock(self, conn: AsyncConnection) -> bool:
         got = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key})

@@ -53,6 +53,7 @@ from callcontrol.domain.phone_reminders import (
     parse_contact_phone,
 )
 from callcontrol.services.billing_run import LowBalanceNotice
+from callcontrol.services.periodic import every
 from callcontrol.settings import PhoneReminderSettings
 
 log = structlog.get_logger(__name__)
@@ -259,10 +260,12 @@ async def run_every(
 ) -> None:
     """``callcontrol serve``'s loop: a failing round is logged, the next one retries; a
     round while not ``ready`` (the reminder app's lease is another engine's) calls nobody."""
-    while True:
+
+    async def one_round() -> None:
         try:
             if ready():
                 await worker.run_due()
         except Exception:
             log.exception("phone_reminders_round_failed")
-        await asyncio.sleep(interval_s)
+
+    await every(interval_s, one_round)

@@ -12,14 +12,14 @@ the loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
 from callcontrol.services.numbers import Clock, utc_now
+from callcontrol.services.periodic import every, owned_task
 from callcontrol.settings import PrivacySettings
 
 log = structlog.get_logger(__name__)
@@ -48,20 +48,11 @@ class PrivacyPurgeScheduler:
 
     async def run(self) -> None:
         """Tick forever; cancel the task to stop."""
-        while True:
-            await self.tick()
-            await asyncio.sleep(self._settings.purge_interval_s)
+        await every(self._settings.purge_interval_s, self.tick)
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
+    def running(self) -> AbstractAsyncContextManager[asyncio.Task[None]]:
         """The loop as an owned task, cancelled and awaited on exit (for a cleanup_ctx)."""
-        task = asyncio.create_task(self.run(), name="privacy-purge")
-        try:
-            yield task
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        return owned_task(self.run, name="privacy-purge")
 
     async def tick(self) -> PurgeCounts | None:
         """One purge; None if it failed (logged, not raised: the next tick retries)."""

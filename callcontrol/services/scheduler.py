@@ -11,8 +11,7 @@ cancellation stops the loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callcontrol.notify.mailer import Mailer
 from callcontrol.services.billing_run import PhoneNotifier, run_billing
 from callcontrol.services.numbers import Clock, NumberService, utc_now
+from callcontrol.services.periodic import every, owned_task
 from callcontrol.services.tables import BillingRun
 from callcontrol.settings import BillingSettings
 
@@ -50,20 +50,11 @@ class BillingScheduler:
 
     async def run(self) -> None:
         """Tick forever; cancel the task to stop."""
-        while True:
-            await self.tick()
-            await asyncio.sleep(self._interval_s)
+        await every(self._interval_s, self.tick)
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
+    def running(self) -> AbstractAsyncContextManager[asyncio.Task[None]]:
         """The loop as an owned task, cancelled and awaited on exit (for a cleanup_ctx)."""
-        task = asyncio.create_task(self.run(), name="billing-scheduler")
-        try:
-            yield task
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        return owned_task(self.run, name="billing-scheduler")
 
     async def tick(self) -> None:
         now = self._clock()

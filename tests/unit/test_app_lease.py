@@ -12,6 +12,7 @@ class Store:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.written = asyncio.Event()
 
     async def get_global_variable(self, name: str) -> str:
         await asyncio.sleep(0)
@@ -20,6 +21,11 @@ class Store:
     async def set_global_variable(self, name: str, value: str) -> None:
         await asyncio.sleep(0)
         self.values[name] = value
+        self.written.set()
+
+    async def next_write(self) -> None:
+        self.written.clear()
+        await asyncio.wait_for(self.written.wait(), timeout=5)
 
 
 class Clock:
@@ -30,12 +36,26 @@ class Clock:
         return self.now
 
 
-def lease(store: Store, clock: Clock, holder: str, **kwargs: object) -> AppLease:
+class Stream:
+    """The event stream the lease fences: up until the lease drops it."""
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.dropped = asyncio.Event()
+
+    async def disconnect(self) -> None:
+        self.connected = False
+        self.dropped.set()
+
+
+def lease(
+    store: Store, clock: Clock, holder: str, *, ttl_s: float = 6.0, **kwargs: object
+) -> AppLease:
     return AppLease(
         store,
         "cc.test",
         holder=holder,
-        ttl_s=6.0,
+        ttl_s=ttl_s,
         verify_s=0.0,
         clock=clock,
         alive=lambda pid: True,
@@ -109,6 +129,47 @@ async def test_after_a_lease_holding_engine_took_the_app_no_holdoff_delays_the_f
     assert not await first.try_acquire()  # sees the second's claim: the holdoff is dropped
     clock.now += 7  # the second died without renewing
     assert await first.try_acquire()
+
+
+async def test_a_kept_lease_is_renewed_past_its_ttl_and_free_at_once_when_released() -> None:
+    store, clock = Store(), Clock()
+    first = lease(store, clock, "h1/10/a", ttl_s=0.03)  # renewed every 10 ms
+    second = lease(store, clock, "h2/20/b", ttl_s=0.03)
+    assert await first.try_acquire()
+    keeping = asyncio.create_task(first.keep(Stream(), on_lost=lambda: None))
+    try:
+        for _ in range(4):  # 0.08 s of the lease's clock in all: past the first claim's ttl
+            clock.now += 0.02
+            await store.next_write()
+            assert not await second.try_acquire() and second.other == "h1/10/a"
+    finally:
+        keeping.cancel()
+        await asyncio.gather(keeping, return_exceptions=True)
+    assert first.held
+    await first.release()
+    assert not first.held
+    assert await second.try_acquire()  # at once: the clock has not reached the last expiry
+
+
+async def test_a_kept_lease_found_in_another_holders_hands_stops_serving_and_drops_the_stream() -> (
+    None
+):
+    store, clock = Store(), Clock()
+    first = lease(store, clock, "h1/10/a", ttl_s=0.03)
+    assert await first.try_acquire()
+    stream, lost = Stream(), []
+    keeping = asyncio.create_task(first.keep(stream, on_lost=lambda: lost.append(stream.connected)))
+    try:
+        store.values[first.variable] = Claim("h2/20/b", clock.now + 6).encode()
+        await asyncio.wait_for(stream.dropped.wait(), timeout=5)
+    finally:
+        keeping.cancel()
+        await asyncio.gather(keeping, return_exceptions=True)
+    assert lost == [True]  # stopped serving before the stream was dropped
+    assert not first.held and first.other == "h2/20/b"
+    assert store.values[first.variable].startswith("h2/20/b;")  # the other's claim stands
+    await first.release()
+    assert store.values[first.variable].startswith("h2/20/b;")
 
 
 def test_a_claim_survives_its_text_form_and_garbage_is_no_claim() -> None:
