@@ -10,6 +10,7 @@ module-level singleton.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -31,14 +32,12 @@ from callcontrol.db.engine import create_engine, session_factory
 from callcontrol.domain.call_events import ObservedCall
 from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
+from callcontrol.domain.shedding import IntakeLag, ShedController, ShedPolicy
 from callcontrol.engine.admission import (
     Admission,
     AdmissionLimits,
     DialplanShedding,
-    ShedController,
     SheddingRouter,
-    ShedPolicy,
-    StasisLag,
 )
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.dispatcher import Dispatcher
@@ -593,7 +592,7 @@ def build_app(
     mailer = mailer or SmtpMailer(settings.smtp)  # built once
     if call_engine:
         app[CALL_METRICS] = CallMetrics()
-        app[INTAKE_LAG] = StasisLag()
+        app[INTAKE_LAG] = IntakeLag(clock=time.time)
         # One mailer for every mail of the service: what the server refuses is spooled.
         spool = app[SPOOL] = Spool(settings.spool.path, target=spool_target(settings.database.url))
         mailer = app[MAILER] = SpoolingMailer(mailer, spool=spool)

@@ -9,7 +9,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callcontrol.ari.stream import AriEventStream
-from callcontrol.engine.admission import DialplanShedding, SheddingRouter, StasisLag
+from callcontrol.domain.shedding import IntakeLag
+from callcontrol.engine.admission import DialplanShedding, SheddingRouter
 from callcontrol.engine.dispatcher import Dispatcher
 from callcontrol.engine.lease import AppLease
 from callcontrol.engine.supervisor import TaskSupervisor
@@ -38,6 +39,6 @@ ENGINE = web.AppKey("engine", CallEngine)
 SPOOL = web.AppKey("spool", Spool)
 SPOOLED = web.AppKey("spooled", SpooledPorts)
 MAILER = web.AppKey("mailer", SpoolingMailer)
-INTAKE_LAG = web.AppKey("intake_lag", StasisLag)
+INTAKE_LAG = web.AppKey("intake_lag", IntakeLag)
 """How late new calls reach the engine, over Stasis or FastAGI: one measure for
 both executors, so the dialplan's shedding follows whichever carries the calls."""

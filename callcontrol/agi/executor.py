@@ -60,7 +60,7 @@ _WAV_HEADER = 44
 _BYTES_PER_SECOND = 16_000  # 8 kHz, 16-bit mono: what Record(...wav) writes
 
 
-class IntakeLag(Protocol):
+class IntakeObserver(Protocol):
     def observe(self, created_at: float) -> None: ...
 
 
@@ -100,7 +100,7 @@ class AgiExecutor:
         voicemail: VoicemailBox,
         jobs: TaskSupervisor,
         media: MediaFolders,
-        intake_lag: IntakeLag | None = None,
+        intake_lag: IntakeObserver | None = None,
     ) -> None:
         self._router = router
         self._intake_lag = intake_lag

@@ -42,7 +42,7 @@ from callcontrol.ari.errors import AriError, AriNotFound
 from callcontrol.ari.models import Bridge, Channel
 from callcontrol.domain import call_events as ev
 from callcontrol.domain import contract
-from callcontrol.engine.admission import StasisLag
+from callcontrol.domain.shedding import IntakeLag
 from callcontrol.engine.call_runner import CallRunner
 from callcontrol.engine.ports import AriPort
 from callcontrol.engine.routers import DirectionRouter
@@ -90,7 +90,7 @@ class Dispatcher:
         self._vanished: dict[str, float] = {}
         """Channels that left Stasis while no runner owned them -> when."""
         self._reconciling: asyncio.Task[None] | None = None
-        self.stasis_lag: StasisLag | None = None
+        self.stasis_lag: IntakeLag | None = None
         self._lag_from = 0.0
         """Fed with every new call's StasisStart (admission control reads it)."""
         self.events_received = 0

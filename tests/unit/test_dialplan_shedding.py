@@ -8,14 +8,8 @@ import math
 import pytest
 
 from callcontrol.ari.errors import AriError
-from callcontrol.engine.admission import (
-    HOLD_S,
-    DialplanShedding,
-    ShedController,
-    ShedPolicy,
-    StasisLag,
-    per_window,
-)
+from callcontrol.domain.shedding import IntakeLag, ShedController, ShedPolicy, per_window
+from callcontrol.engine.admission import HOLD_S, DialplanShedding
 
 
 class Load:
@@ -199,7 +193,7 @@ class Clock:
 
 def test_the_stasis_lag_is_the_delay_beyond_the_usual_whatever_the_clock_offset() -> None:
     clock = Clock()
-    lag = StasisLag(clock=clock)
+    lag = IntakeLag(clock=clock)
     offset = -3.0  # Asterisk's clock 3 s ahead of ours: every raw delay looks negative
     for _ in range(20):
         clock.now += 0.05
@@ -215,7 +209,7 @@ def test_the_stasis_lag_is_the_delay_beyond_the_usual_whatever_the_clock_offset(
 
 def test_the_usual_delay_is_forgotten_after_two_windows() -> None:
     clock = Clock()
-    lag = StasisLag(clock=clock, window_s=10.0)
+    lag = IntakeLag(clock=clock, window_s=10.0)
     lag.observe(clock.now - 0.001)
     for _ in range(60):  # the path got slower for good (a remote Asterisk): it becomes usual
         clock.now += 1.0
