@@ -54,12 +54,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import sqlalchemy as sa  # noqa: E402
 from support.asterisk import AsteriskSandbox, asterisk_sandbox  # noqa: E402
 from support.data import Seeder  # noqa: E402
-from support.engine import EngineProcess  # noqa: E402
+from support.engine import EngineProcess, engine_env  # noqa: E402
 from support.postgres import PostgresCluster  # noqa: E402
 
 from callcontrol.db.engine import create_engine, upgrade  # noqa: E402
 from callcontrol.domain.vocabulary import DestinationType, NumberState  # noqa: E402
 from callcontrol.settings import DatabaseSettings  # noqa: E402
+from provisioning.asterisk_config import BENCH_AGI_APP_SUFFIX  # noqa: E402
 
 SCENARIOS = ROOT / "sipp-scenarios"
 ASTERISK = "127.0.0.1:5060"
@@ -398,23 +399,9 @@ def seed(url: str) -> None:
 
 
 def engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> EngineProcess:
-    return EngineProcess(
-        env={
-            "CALLCONTROL_ENVIRONMENT": "test",
-            "CALLCONTROL_DATABASE__URL": db_url,
-            "CALLCONTROL_ARI__URL": asterisk.ari_url,
-            "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
-            "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
-            "CALLCONTROL_ARI__APP": asterisk.app,
-            "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
-            "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
-            "CALLCONTROL_LOG_FORMAT": "json",
-            "CALLCONTROL_LOG_LEVEL": "info",
-            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # far ends on loopback
-            "CALLCONTROL_SPOOL__PATH": str(workdir / "spool.db"),
-        },
-        log_path=workdir / "engine.log",
-    )
+    env = engine_env(asterisk, db_url, spool=workdir / "spool.db")
+    env["CALLCONTROL_LOG_LEVEL"] = "info"
+    return EngineProcess(env=env, log_path=workdir / "engine.log")
 
 
 def agi_engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> EngineProcess:
@@ -422,7 +409,7 @@ def agi_engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) ->
     process = engine_process(asterisk, db_url, workdir)
     process.env |= {
         "CALLCONTROL_CALLS__EXECUTOR": "agi",
-        "CALLCONTROL_ARI__APP": asterisk.app + "-agi",
+        "CALLCONTROL_ARI__APP": asterisk.app + BENCH_AGI_APP_SUFFIX,
         "CALLCONTROL_SPOOL__PATH": str(workdir / "agi-spool.db"),
         # Hangup reports Asterisk could not deliver (FastAGI connect timed out
         # under overload) are replayed from the node's fallback file: counted.

@@ -21,10 +21,14 @@ import pytest
 from support.asterisk import AsteriskSandbox, asterisk_sandbox, default_config, realtime_url_for
 from support.call_paths import AGI_PORT, ARI_CARRIER, CallPath, agi_fallback_file
 from support.data import Seeder
-from support.engine import EngineProcess, free_port
+from support.engine import EngineProcess, engine_env, free_port
 from support.smtp import SmtpSink
 
-from provisioning.asterisk_config import BENCH_AGI_CARRIER_IP, BENCH_AGI_OUTBOUND_PREFIX
+from provisioning.asterisk_config import (
+    BENCH_AGI_APP_SUFFIX,
+    BENCH_AGI_CARRIER_IP,
+    BENCH_AGI_OUTBOUND_PREFIX,
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,26 +56,8 @@ def engine(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[EngineProcess]:
     logs = tmp_path_factory.mktemp("engine")
-    process = EngineProcess(
-        env={
-            "CALLCONTROL_ENVIRONMENT": "test",
-            "CALLCONTROL_DATABASE__URL": db_url,
-            "CALLCONTROL_ARI__URL": asterisk.ari_url,
-            "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
-            "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
-            "CALLCONTROL_ARI__APP": asterisk.app,
-            "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
-            "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
-            "CALLCONTROL_SMTP__PORT": str(smtp.port),
-            "CALLCONTROL_LOG_FORMAT": "json",
-            # A lab on loopback: far ends are 127.0.0.3/4 (Asterisk's own ports stay refused).
-            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-            "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
-            # The engine's own spool (never ./var/spool.db of the working copy).
-            "CALLCONTROL_SPOOL__PATH": str(logs / "spool.db"),
-        },
-        log_path=logs / "engine.log",
-    )
+    env = engine_env(asterisk, db_url, spool=logs / "spool.db", smtp_port=smtp.port)
+    process = EngineProcess(env=env, log_path=logs / "engine.log")
     process.start()
     yield process
     process.stop()
@@ -84,33 +70,23 @@ def agi_engine(
     smtp: SmtpSink,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[EngineProcess]:
-    """An engine with ``calls.executor=agi`` answering the bed's FastAGI dialplan."""
+    """An engine with ``calls.executor=agi`` answering the bed's FastAGI dialplan,
+    under an ARI app of its own (it never takes the ARI engine's calls)."""
     logs = tmp_path_factory.mktemp("agi-engine")
     fallback = agi_fallback_file(asterisk.layout.root)
     for stale in (fallback, fallback.with_suffix(".log.replaying")):
         stale.unlink(missing_ok=True)  # another run's reports, of another database
-    process = EngineProcess(
-        env={
-            "CALLCONTROL_ENVIRONMENT": "test",
-            "CALLCONTROL_DATABASE__URL": db_url,
-            "CALLCONTROL_CALLS__EXECUTOR": "agi",
-            "CALLCONTROL_AGI__HOST": "127.0.0.1",
-            "CALLCONTROL_AGI__PORT": str(AGI_PORT),
-            "CALLCONTROL_ARI__URL": asterisk.ari_url,
-            "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
-            "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
-            "CALLCONTROL_ARI__APP": asterisk.app + "-agi",
-            "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
-            "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
-            "CALLCONTROL_SMTP__PORT": str(smtp.port),
-            "CALLCONTROL_LOG_FORMAT": "json",
-            "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-            "CALLCONTROL_SPOOL__PATH": str(logs / "spool.db"),
-            "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(fallback),
-            "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "0.5",
-        },
-        log_path=logs / "engine.log",
-    )
+    env = engine_env(asterisk, db_url, spool=logs / "spool.db", smtp_port=smtp.port)
+    env |= {
+        "CALLCONTROL_ARI__APP": asterisk.app + BENCH_AGI_APP_SUFFIX,
+        "CALLCONTROL_CALLS__EXECUTOR": "agi",
+        "CALLCONTROL_AGI__HOST": "127.0.0.1",
+        "CALLCONTROL_AGI__PORT": str(AGI_PORT),
+        # Where the dialplan keeps hangup reports while the engine is down.
+        "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(fallback),
+        "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "0.5",
+    }
+    process = EngineProcess(env=env, log_path=logs / "engine.log")
     process.start()
     yield process
     process.stop()

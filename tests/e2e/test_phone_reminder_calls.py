@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from support.asterisk import AsteriskSandbox
 from support.data import Seeder
-from support.engine import free_port
+from support.engine import engine_env, free_port
 from support.rtp import RtpSink
 from support.sipp import Sipp
 from support.smtp import SmtpSink
@@ -88,16 +88,8 @@ def test_a_due_reminder_calls_the_contact_phone_once_with_the_prompt(
                                    created_at=datetime.now(UTC)))  # fmt: skip
 
     data._run(seed)
-    env = {
-        "CALLCONTROL_DATABASE__URL": db_url,
-        "CALLCONTROL_ARI__URL": asterisk.ari_url,
-        "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
-        "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
-        "CALLCONTROL_ARI__APP": asterisk.app,
-        "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
-        "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
-        "CALLCONTROL_SMTP__PORT": str(smtp.port),
-        "CALLCONTROL_LOG_FORMAT": "json",
+    env = engine_env(asterisk, db_url, spool=workdir / "spool.db", smtp_port=smtp.port)
+    env |= {
         "CALLCONTROL_PHONE_REMINDERS__ENABLED": "true",
         "CALLCONTROL_PHONE_REMINDERS__CALLER_ID": PROVIDER_NUMBER,
         # Any hour, so the test does not depend on the time of day (the night rule

@@ -16,12 +16,41 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from support.asterisk import AsteriskSandbox
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def engine_env(
+    asterisk: AsteriskSandbox, db_url: str, *, spool: Path, smtp_port: int | None = None
+) -> dict[str, str]:
+    """The settings of an engine on the test bed's Asterisk (ARI app: the bed's)."""
+    env = {
+        "CALLCONTROL_ENVIRONMENT": "test",
+        "CALLCONTROL_DATABASE__URL": db_url,
+        "CALLCONTROL_ARI__URL": asterisk.ari_url,
+        "CALLCONTROL_ARI__USERNAME": asterisk.ari_username,
+        "CALLCONTROL_ARI__PASSWORD": asterisk.ari_password,
+        "CALLCONTROL_ARI__APP": asterisk.app,
+        "CALLCONTROL_MEDIA__ROOT": str(asterisk.media_dir),
+        "CALLCONTROL_MEDIA__ASTERISK_ROOT": asterisk.media_asterisk_root,
+        "CALLCONTROL_LOG_FORMAT": "json",
+        # A lab on loopback: far ends are 127.0.0.3/4 (Asterisk's own ports stay refused).
+        "CALLCONTROL_FORWARDING__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "CALLCONTROL_ARI__RECONNECT_MAX_BACKOFF_S": "1",
+        # The engine's own spool (never ./var/spool.db of the working copy).
+        "CALLCONTROL_SPOOL__PATH": str(spool),
+    }
+    if smtp_port is not None:
+        env["CALLCONTROL_SMTP__PORT"] = str(smtp_port)
+    return env
 
 
 class EngineProcess:
