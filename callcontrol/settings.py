@@ -128,6 +128,12 @@ class CallSettings(_Part):
     Beyond it, and while the limits above are exceeded (the ceiling then falls
     below the rate admitted), the dialplan turns the excess away with 503 before
     Stasis (``[callcontrol-admission]``), at no cost to the engine."""
+    engine_retries: int = Field(default=2, ge=0, le=10)
+    """A new call that finds no engine (Stasis app not registered, FastAGI not
+    answering) is offered to it again this many times, a second apart, before
+    the dialplan answers 503: an engine restarting takes a couple of seconds.
+    Cluster nodes are rendered with ``cluster.node_engine_retries`` (0) instead:
+    the edge tries the next node at once."""
     executor: Literal["ari", "agi"] = "ari"
     """Who carries the routing plans out: the ARI engine (Stasis) or Asterisk's
     own dialplan, asked over FastAGI (``settings.agi``; README "Executors")."""

@@ -90,6 +90,9 @@ class AsteriskPlan:
     executor: str = "ari"  # settings.calls.executor: "ari" or "agi"
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    engine_retries: int = 2
+    """settings.calls.engine_retries: how often the dialplan asks an unreachable
+    engine again, a second apart, before answering 503."""
     # Several Asterisks on one database (a cluster node): prefixes channel ids
     # (asterisk.conf ``systemname``), so two nodes never make the same call id.
     system_name: str | None = None
@@ -125,6 +128,7 @@ class AsteriskPlan:
             executor=calls.executor,
             agi_host=settings.agi.host,  # type: ignore[attr-defined]
             agi_port=settings.agi.port,  # type: ignore[attr-defined]
+            engine_retries=calls.engine_retries,
         )
 
     @property
@@ -245,6 +249,7 @@ def _fill(text: str, plan: AsteriskPlan, source: str) -> str:
         "APP_VAR": app_variable("", plan.app),
         "AGI_HOST": plan.agi_host,
         "AGI_PORT": str(plan.agi_port),
+        "ENGINE_RETRIES": str(plan.engine_retries),
     }
 
     def substitute(match: re.Match[str]) -> str:

@@ -118,6 +118,10 @@ class ClusterSettings(_Part):
     node_timeout_ms: int = Field(default=2000, ge=100, le=60000)
     """A node that sends nothing (not even 100 Trying) this long is skipped."""
     children: int = Field(default=2, ge=1, le=64)
+    node_engine_retries: int = Field(default=0, ge=0, le=10)
+    """A node's dialplan asks its unreachable engine again this many times before
+    503 (``calls.engine_retries`` of a single Asterisk): 0, so a call on a node
+    whose engine is gone gets 503 at once and the edge tries the next node."""
 
     @field_validator("edge_address", "phone_source_address")
     @classmethod
@@ -196,6 +200,7 @@ def node_asterisk_plan(
         ami=ami,
         allowed_origins=(),
         system_name=node.name,
+        engine_retries=cluster.node_engine_retries,
     )
 
 

@@ -89,3 +89,13 @@ def test_a_test_bed_counts_and_sheds_fastagi_calls_under_the_fastagi_engines_app
     assert agi.count("Gosub(callcontrol-admission,s,1(bed_agi))") == 2
     # and a SIP account's *99<number> reaches the FastAGI outbound dialplan
     assert f"exten => _{BENCH_AGI_OUTBOUND_PREFIX}.,1,Goto(callcontrol-agi-outbound," in agi
+
+
+def test_an_unreachable_engine_is_asked_again_as_often_as_the_setting_says() -> None:
+    for executor in ("ari", "agi"):
+        for retries in (0, 2):
+            dialplan = render(calls={"executor": executor, "engine_retries": retries})[
+                "extensions_callcontrol.conf"
+            ]
+            assert f"GotoIf($[0${{CC_TRIED}} >= {retries}]?gone)" in dialplan, executor
+            assert "Wait(1)" in dialplan and "(gone),Hangup(34)" in dialplan

@@ -143,3 +143,14 @@ def test_the_phones_address_must_be_the_edges_own() -> None:
         ClusterSettings(phone_source_address="127.0.3.11")
     with pytest.raises(ValidationError):
         ClusterSettings(phone_source_address="127.0.3.1")
+
+
+def test_a_node_whose_engine_is_gone_answers_503_at_once_for_the_edge_to_retry() -> None:
+    """A single Asterisk waits for a restarting engine (calls.engine_retries, a
+    second each); a cluster node does not: the edge's next node is quicker."""
+    folders = rendered_cluster(production_settings())
+    for name in ("node1", "node2"):
+        dialplan = folders[name]["extensions_callcontrol.conf"]
+        assert dialplan.count("GotoIf($[0${CC_TRIED} >= 0]?gone)") == 2, name
+    waited = rendered_cluster(production_settings(node_engine_retries=2))
+    assert waited["node1"]["extensions_callcontrol.conf"].count(">= 2]?gone)") == 2
