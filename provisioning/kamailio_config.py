@@ -43,8 +43,13 @@ Rules this module keeps:
   once Asterisk's SIP ingress itself was saturated: docs/faults.md).
   In-dialog requests, ACK, CANCEL, BYE, REGISTER, OPTIONS and a node's INVITE
   to a phone (an admitted call's leg) are never counted. The count is
-  Kamailio's ``ratelimit`` pipe ``RATE_PIPE`` (TAILDROP over 1 s windows);
-  the shared variable ``$shv(max_call_rate)`` switches it (0 = no limit).
+  Kamailio's ``ratelimit``, one TAILDROP pipe per tenth of a second
+  (``RATE_SLOTS``; a pipe counts per 1 s window, the shortest its timer
+  knows): a call is checked against the pipe of the tenth it arrives in, each
+  pipe holds a tenth of the limit (:func:`slot_limits`), so under overload the
+  admitted calls are spread over the second instead of arriving in one bunch
+  at its start. The shared variable ``$shv(max_call_rate)`` switches it
+  (0 = no limit).
   Both change at run time (:func:`call_rate_rpcs`, ``callcontrol cluster
   call-rate``); counters ``edge_shed`` / ``edge_admitted`` (``kamcmd
   stats.get_statistics edge_shed edge_admitted``) say what the edge did.
@@ -72,8 +77,9 @@ HASH_CALL_ID = 0
 FAILOVER_CODES = "500|501|502|503|504"
 KAMAILIO_MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 KAMAILIO_FILES = ("kamailio.cfg", "dispatcher.list")
-#: The ratelimit pipe that counts new calls (TAILDROP: calls per 1 s window).
-RATE_PIPE = 0
+#: Ratelimit pipes 0..RATE_SLOTS-1 count new calls, one per tenth of a second
+#: (TAILDROP: calls per 1 s window, checked only during its tenth).
+RATE_SLOTS = 10
 RATE_ALGORITHM = "TAILDROP"
 #: The shared variable that switches the pipe (its value = calls/s, 0 = no limit).
 RATE_VARIABLE = "max_call_rate"
@@ -194,17 +200,31 @@ class ClusterSettings(_Part):
         raise KeyError(name)
 
 
+def slot_limits(limit: int) -> list[int]:
+    """Calls each tenth of a second admits: ``limit`` in all, the remainder of
+    ``limit / RATE_SLOTS`` spread evenly (5/s: one call in every other tenth).
+    Off (0): 1 per tenth, a placeholder the switch keeps from applying."""
+    if limit < 0:
+        raise ValueError("a call rate is 0 (no limit) or more")
+    if limit == 0:
+        return [1] * RATE_SLOTS
+    return [
+        (slot + 1) * limit // RATE_SLOTS - slot * limit // RATE_SLOTS for slot in range(RATE_SLOTS)
+    ]
+
+
 def call_rate_rpcs(limit: int) -> list[list[str]]:
     """The ``kamcmd`` commands that set the edge's admission limit at run time.
 
-    The pipe's limit and the switch change in the order that never sheds more
-    than either the old or the new setting would: to switch the limit off, the
-    switch first; to set one, the pipe first."""
-    if limit < 0:
-        raise ValueError("a call rate is 0 (no limit) or more")
-    pipe = ["rl.set_pipe", str(RATE_PIPE), RATE_ALGORITHM, str(max(limit, 1))]
+    The pipes and the switch change in the order that never sheds more than
+    either the old or the new setting would: to switch the limit off, the
+    switch first; to set one, the pipes first."""
+    pipes = [
+        ["rl.set_pipe", str(slot), RATE_ALGORITHM, str(share)]
+        for slot, share in enumerate(slot_limits(limit))
+    ]
     switch = ["pv.shvSet", RATE_VARIABLE, "int", str(limit)]
-    return [switch, pipe] if limit == 0 else [pipe, switch]
+    return [switch, *pipes] if limit == 0 else [*pipes, switch]
 
 
 def node_app(app: str, node: ClusterNode) -> str:
@@ -294,7 +314,10 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         node_timeout=cluster.node_timeout_ms,
         carrier_socket=f"udp:{cluster.edge_address}:{cluster.edge_port}",
         ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
-        rate_pipe=f"{RATE_PIPE}:{RATE_ALGORITHM}:{max(cluster.max_call_rate, 1)}",
+        rate_pipes="\n".join(
+            f'modparam("ratelimit", "pipe", "{slot}:{RATE_ALGORITHM}:{share}")'
+            for slot, share in enumerate(slot_limits(cluster.max_call_rate))
+        ),
         rate_switch=f"{RATE_VARIABLE}=i:{cluster.max_call_rate}",
         shed=SHED_COUNTER,
         admitted=ADMITTED_COUNTER,
@@ -310,7 +333,7 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         .replace("@PHONE_ADDRESS@", cluster.phone_source_address)
         .replace("@HASH@", str(HASH_CALL_ID))
         .replace("@RATE_VARIABLE@", RATE_VARIABLE)
-        .replace("@RATE_PIPE@", str(RATE_PIPE))
+        .replace("@RATE_SLOT_US@", str(1_000_000 // RATE_SLOTS))
         .replace("@SHED@", SHED_COUNTER)
         .replace("@ADMITTED@", ADMITTED_COUNTER)
         .replace("@SHED_HEADERS@", _shed_headers(cluster))
@@ -370,11 +393,12 @@ modparam("rr", "append_fromtag", 1)
 # Path's received= is where the phone registered from.
 modparam("path", "use_received", 1)
 
-# Admission of new calls (route[ADMIT]): a TAILDROP pipe over 1 s windows,
-# switched by $shv(max_call_rate) (0 = no limit); both settable at run time
+# Admission of new calls (route[ADMIT]): one TAILDROP pipe per tenth of a
+# second, each a tenth of the limit per 1 s window, switched by
+# $shv(max_call_rate) (0 = no limit); all settable at run time
 # (kamcmd rl.set_pipe / pv.shvSet: `callcontrol cluster call-rate`).
 modparam("ratelimit", "timer_interval", 1)
-modparam("ratelimit", "pipe", "{rate_pipe}")
+{rate_pipes}
 modparam("pv", "shvset", "{rate_switch}")
 modparam("statistics", "variable", "{shed}")
 modparam("statistics", "variable", "{admitted}")
@@ -449,9 +473,11 @@ request_route {
 
 # A new call (a carrier's or a phone's INVITE; a retransmission of an admitted
 # one was absorbed by t_check_trans): beyond the edge's call rate, 503 at
-# once, statelessly, and no node ever sees it.
+# once, statelessly, and no node ever sees it. The pipe is the tenth of the
+# second the request arrived in ($TV(u): its microseconds).
 route[ADMIT] {
-    if ($shv(@RATE_VARIABLE@) > 0 && !rl_check_pipe("@RATE_PIPE@")) {
+    $var(slot) = $TV(u) / @RATE_SLOT_US@;
+    if ($shv(@RATE_VARIABLE@) > 0 && !rl_check("$var(slot)")) {
         update_stat("@SHED@", "+1");
         append_to_reply("@SHED_HEADERS@");
         sl_send_reply("503", "Service Unavailable");

@@ -526,7 +526,8 @@ def test_a_burst_above_the_edges_call_rate_gets_503_from_the_edge_at_once_and_le
     cluster: Cluster, data: Seeder, workdir: Path
 ) -> None:
     """The limit is set at run time (5 calls/s for the whole edge); a burst of 40
-    calls in one second: the edge admits at most 5 per 1 s window, answers the
+    calls in one second: the edge admits 5 of them (one in every other tenth
+    of the second), answers the
     rest 503 (``Reason: Q.850;cause=34``) itself before any node sees them,
     every caller gets a final answer, the admitted calls are answered and leave
     one CDR each, the shed ones none, and neither Asterisk keeps a channel or a
@@ -560,8 +561,9 @@ def test_a_burst_above_the_edges_call_rate_gets_503_from_the_edge_at_once_and_le
     assert len(records) == calls and set(outcomes) <= {"answered", "503"}, outcomes
     shed = [r for r in records.values() if r.outcome == "503"]
     answered = [r for r in records.values() if r.outcome == "answered"]
-    # 40 calls at 40/s touch 2 (at most 3) of the edge's 1 s windows.
-    assert limit <= len(answered) <= 3 * limit, outcomes
+    # 40 calls at 40/s: every tenth of a second once; the limit is 1 call in
+    # every other tenth (a tenth cut by the pipes' 1 s reset may admit 2).
+    assert limit - 1 <= len(answered) <= 2 * limit, outcomes
     assert after[SHED_COUNTER] - before.get(SHED_COUNTER, 0) == len(shed)
     assert after[ADMITTED_COUNTER] - before.get(ADMITTED_COUNTER, 0) == len(answered)
     assert all(r.failed_cause == "34" for r in shed), [r.failed_cause for r in shed]

@@ -24,6 +24,7 @@ from provisioning.kamailio_config import (
     ClusterSettings,
     call_rate_rpcs,
     render_kamailio_config,
+    slot_limits,
 )
 from provisioning.settings import AsteriskSettings
 
@@ -152,7 +153,8 @@ def test_the_phones_address_must_be_the_edges_own() -> None:
 
 def test_new_calls_beyond_the_edges_call_rate_get_503_from_the_edge_before_any_node() -> None:
     cfg = render_kamailio_config(production_settings(max_call_rate=120).cluster)["kamailio.cfg"]
-    assert 'modparam("ratelimit", "pipe", "0:TAILDROP:120")' in cfg
+    for slot in range(10):  # a tenth of the limit per tenth of a second
+        assert f'modparam("ratelimit", "pipe", "{slot}:TAILDROP:12")' in cfg
     assert 'modparam("ratelimit", "timer_interval", 1)' in cfg
     assert 'modparam("pv", "shvset", "max_call_rate=i:120")' in cfg
     admit = cfg.split("route[ADMIT] {")[1].split("\n}\n")[0]
@@ -174,19 +176,31 @@ def test_new_calls_beyond_the_edges_call_rate_get_503_from_the_edge_before_any_n
 def test_the_edge_admits_every_call_by_default_and_without_retry_after_if_asked() -> None:
     cfg = render_kamailio_config(production_settings(shed_retry_after_s=0).cluster)["kamailio.cfg"]
     assert 'modparam("pv", "shvset", "max_call_rate=i:0")' in cfg
-    assert 'if ($shv(max_call_rate) > 0 && !rl_check_pipe("0")) {' in cfg
+    assert "$var(slot) = $TV(u) / 100000;" in cfg
+    assert 'if ($shv(max_call_rate) > 0 && !rl_check("$var(slot)")) {' in cfg
     assert 'append_to_reply("Reason: Q.850;cause=34\\r\\n");' in cfg
+
+
+def test_each_tenth_of_a_second_admits_a_tenth_of_the_limit_spread_evenly() -> None:
+    assert slot_limits(150) == [15] * 10
+    assert slot_limits(5) == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+    assert slot_limits(7) == [0, 1, 1, 0, 1, 1, 0, 1, 1, 1]
+    for limit in (1, 9, 10, 11, 99, 1234):
+        assert (
+            sum(slot_limits(limit)) == limit
+            and max(slot_limits(limit)) - min(slot_limits(limit)) <= 1
+        )
 
 
 def test_the_call_rate_changes_at_run_time_in_an_order_that_never_sheds_more() -> None:
     assert call_rate_rpcs(150) == [
-        ["rl.set_pipe", "0", "TAILDROP", "150"],
+        *(["rl.set_pipe", str(slot), "TAILDROP", "15"] for slot in range(10)),
         ["pv.shvSet", "max_call_rate", "int", "150"],
     ]
-    # Off: the switch first, so the pipe's placeholder limit (1) never applies.
+    # Off: the switch first, so the pipes' placeholder limit (1) never applies.
     assert call_rate_rpcs(0) == [
         ["pv.shvSet", "max_call_rate", "int", "0"],
-        ["rl.set_pipe", "0", "TAILDROP", "1"],
+        *(["rl.set_pipe", str(slot), "TAILDROP", "1"] for slot in range(10)),
     ]
     with pytest.raises(ValueError):
         call_rate_rpcs(-1)
