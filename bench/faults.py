@@ -116,8 +116,8 @@ STRAIGHT = SignallingPath(
 _CLUSTER_FAR = (("127.0.3.31", 5080), ("127.0.3.31", 5081), ("127.0.3.32", 5080))
 #: ``--edge``: straight to the cluster's node1 (``bench.cluster.DIRECT_CALLER``,
 #: which node1 accepts as a carrier) and through the edge. Behind the edge the
-#: node's own ceiling is off: the edge is the admission point, and it admits
-#: per 1 s window, in bunches a 100 ms ceiling in the dialplan would shed again.
+#: node's fixed ceiling is off: the edge is the admission point (its tenths of a
+#: second and the dialplan's are not aligned, so the two would shed twice).
 EDGE_PATHS = (
     SignallingPath(" direct", "127.0.3.11:5060", "127.0.3.22", ("127.0.3.22", 5072), *_CLUSTER_FAR),
     SignallingPath(
