@@ -528,9 +528,9 @@ def test_a_burst_above_the_edges_call_rate_gets_503_from_the_edge_at_once_and_le
     """The limit is set at run time (5 calls/s for the whole edge); a burst of 40
     calls in one second: the edge admits 5 of them (one in every other tenth of
     the second) and answers the rest 503 (``Reason: Q.850;cause=34``) itself
-    before any node sees them; every caller gets a final answer, the admitted calls are answered and leave
-    one CDR each, the shed ones none, and neither Asterisk keeps a channel or a
-    bridge. The edge's counters agree with what the callers got."""
+    before any node sees them; every caller gets a final answer, the admitted
+    calls are answered and leave one CDR each, the shed ones none, and neither
+    Asterisk keeps a channel or a bridge. The edge's counters agree with what the callers got."""
     limit, calls, prefix = 5, 40, "4915300"
     far = SippRole(
         "shed-far", workdir / "shed-far", far_end_scenario(hold_min_ms=300, hold_max_ms=300),
