@@ -2,6 +2,7 @@
 
     python -m bench.faults [--cases kill9,socket-cut,...] [--db postgresql|sqlite]
                            [--rate 30] [--hold 5-10] [--json PATH] [--quick] [--keep]
+                           [--baseline REV] [--edge CALLS_PER_S]
 
 One Asterisk sandbox (with a private ARI app name, ``bench-faults-<pid>``),
 one database (a throwaway PostgreSQL cluster or a SQLite file) and, per case,
@@ -13,6 +14,12 @@ live). A prober (127.0.0.7, its own DID, far end 127.0.0.4:5080) places a
 short call every ~150 ms throughout. At ``FAULT_AT_S`` the case's fault is
 injected (see ``CASES``); then the load runs out, the system settles, and one
 row is printed per case (see docs/faults.md for how each number is counted).
+
+``--edge N``: the Asterisk is the cluster sandbox's node1 (127.0.3.11) with a
+Kamailio edge (127.0.3.1, ``callcontrol/sandbox/cluster.py``) in front of it
+whose admission limit is N calls/s; every case runs twice in turns, ``direct``
+(callers 127.0.3.22 -> node1) and ``edge`` (callers 127.0.3.21 -> edge ->
+node1), far ends on 127.0.3.31/.32 (``EDGE_PATHS``).
 
 Bounded: every SIPp run has a call count and ``-timeout``, every wait a
 deadline. Traffic stays on 127.0.0.0/8. Only processes this run started are
@@ -62,11 +69,17 @@ from support.faults import (  # noqa: E402
 )
 from support.postgres import PostgresCluster  # noqa: E402
 
-from bench.calls import machine, rss_mb  # noqa: E402
+from bench import cluster as bench_cluster  # noqa: E402
+from bench.calls import machine, read_stats, rss_mb  # noqa: E402
 from callcontrol.db.engine import upgrade  # noqa: E402
 from callcontrol.domain.vocabulary import DestinationType  # noqa: E402
+from callcontrol.sandbox import cluster_edge  # noqa: E402
 from callcontrol.sandbox import process as sandbox_process  # noqa: E402
+from callcontrol.sandbox.cluster import ClusterLayout, ensure_node_root, start_edge  # noqa: E402
+from callcontrol.sandbox.config import SandboxConfig  # noqa: E402
+from callcontrol.sandbox.errors import SandboxError  # noqa: E402
 from callcontrol.settings import DatabaseSettings  # noqa: E402
+from provisioning.kamailio_config import ADMITTED_COUNTER, SHED_COUNTER, ClusterSettings  # noqa: E402
 
 ASTERISK = "127.0.0.1:5060"
 CARRIER = "127.0.0.2"
@@ -78,6 +91,40 @@ BURST_PREFIX = "4915200"
 #: The dialplan's own answer when no engine is connected (Stasis() failed,
 #: ``Hangup(34)``): such a call never reached the engine, so it has no CDR.
 FALLBACK = ("503", "34")
+
+
+@dataclass(frozen=True)
+class SignallingPath:
+    """Where a case's callers send their INVITEs, and from which addresses."""
+
+    name: str
+    target: str
+    carrier: str
+    prober: tuple[str, int]
+    far_end: tuple[str, int]
+    burst_far_end: tuple[str, int]
+    probe_far_end: tuple[str, int]
+    proxied: bool = False
+    """Through a record-routing proxy: ACK and BYE follow the 200's route set."""
+    engine_env: tuple[tuple[str, str], ...] = ()
+    """Settings of this path's engine over the run's ``--engine-env``."""
+
+
+STRAIGHT = SignallingPath(
+    "", ASTERISK, CARRIER, ("127.0.0.7", 5070), FAR_END, BURST_FAR_END, PROBE_FAR_END
+)
+_CLUSTER_FAR = (("127.0.3.31", 5080), ("127.0.3.31", 5081), ("127.0.3.32", 5080))
+#: ``--edge``: straight to the cluster's node1 (``bench.cluster.DIRECT_CALLER``,
+#: which node1 accepts as a carrier) and through the edge. Behind the edge the
+#: node's fixed ceiling is off: the edge is the admission point (its tenths of a
+#: second and the dialplan's are not aligned, so the two would shed twice).
+EDGE_PATHS = (
+    SignallingPath(" direct", "127.0.3.11:5060", "127.0.3.22", ("127.0.3.22", 5072), *_CLUSTER_FAR),
+    SignallingPath(
+        " edge", "127.0.3.1:5060", "127.0.3.21", ("127.0.3.21", 5072), *_CLUSTER_FAR,
+        proxied=True, engine_env=(("CALLCONTROL_CALLS__MAX_CALL_RATE", "0"),),
+    ),
+)  # fmt: skip
 CASES = (
     "baseline", "kill9", "socket-cut", "second-engine", "asterisk-restart",
     "db-stop", "sigstop", "overload2x", "overload4x",
@@ -116,6 +163,7 @@ class Row:
     channels_left: int = 0
     bridges_left: int = 0
     recovery_s: float | None = None
+    retransmissions: int = 0
     probes: int = 0
     probes_failed: int = 0
     spool_peak: float | None = None
@@ -171,6 +219,7 @@ class Rig:
     engine_env: dict[str, str] = field(default_factory=dict)
     engine_root: Path | None = None
     """Run the engine from this source tree (a ``--baseline``), else from this checkout."""
+    path: SignallingPath = STRAIGHT
 
     def engine(self, log_path: Path, ari_url: str | None = None) -> EngineProcess:
         box = self.sandbox
@@ -206,12 +255,13 @@ class Rig:
         return len(channels) if isinstance(channels, list) else -1
 
 
-def seed_case(url: str, index: int) -> dict[str, str]:
+def seed_case(url: str, index: int, path: SignallingPath = STRAIGHT) -> dict[str, str]:
     """Three DIDs for one case: load, probe and burst, each forwarded to its far end."""
     seeder = Seeder(url)
     account = seeder.account(balance_minor=10**9)
     dids = {}
-    for role, (ip, port) in (("load", FAR_END), ("probe", PROBE_FAR_END), ("burst", BURST_FAR_END)):
+    ends = (("load", path.far_end), ("probe", path.probe_far_end), ("burst", path.burst_far_end))
+    for role, (ip, port) in ends:
         did = f"+4930888{index:02d}{('load', 'probe', 'burst').index(role) + 1:03d}"
         target = f"sip:far@{ip}:{port}"
         seeder.number(account, did=did, destinations=[(DestinationType.SIP_URI, target, 20)])
@@ -382,8 +432,16 @@ def fault_overload(factor: int) -> Callable[[CaseContext], Fault]:
         ctx.burst = SippRole(
             "burst",
             ctx.folder / "burst",
-            caller_scenario(caller_prefix=BURST_PREFIX, wait_bye_s=20),
-            caller_args(CARRIER, 5071, ctx.dids["burst"][1:], rate, int(rate * seconds), 60),
+            caller_scenario(caller_prefix=BURST_PREFIX, wait_bye_s=20, proxied=rig.path.proxied),
+            caller_args(
+                rig.path.carrier,
+                5071,
+                ctx.dids["burst"][1:],
+                rate,
+                int(rate * seconds),
+                60,
+                rig.path.target,
+            ),
         )
         fault = Fault(start=time.time())
         ctx.burst.start()
@@ -412,19 +470,27 @@ FAULTS: dict[str, Callable[[CaseContext], Fault]] = {
 
 
 def caller_args(
-    ip: str, port: int, service: str, rate: float, calls: int, timeout_s: float
+    ip: str,
+    port: int,
+    service: str,
+    rate: float,
+    calls: int,
+    timeout_s: float,
+    target: str = ASTERISK,
 ) -> list[str]:
+    """SIPp's arguments; its statistics (retransmissions) go to ``stat.csv`` in its folder."""
     return [
         "-i", ip, "-p", str(port), "-s", service, "-r", str(rate), "-m", str(calls),
         "-l", "20000", "-recv_timeout", "20000", "-timeout", f"{int(timeout_s)}s",
-        "-max_socket", "2048", ASTERISK,
+        "-max_socket", "2048", "-trace_stat", "-stf", "stat.csv", "-fd", "1", target,
     ]  # fmt: skip
 
 
 def run_case(rig: Rig, case: str, index: int) -> Row:
     folder = rig.workdir / f"{index:02d}-{case}"
     folder.mkdir()
-    dids = seed_case(rig.db.url, index)
+    path = rig.path
+    dids = seed_case(rig.db.url, index, path)
     timing, hold_min, hold_max = rig.timing, *rig.hold_ms
     wait_bye_s = hold_max / 1000 + 10
     calls = int(rig.rate * timing.load_s)
@@ -434,35 +500,46 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
             "far",
             folder / "far",
             far_end_scenario(hold_min_ms=hold_min, hold_max_ms=hold_max),
-            ["-i", FAR_END[0], "-p", str(FAR_END[1]), "-recv_timeout", "60000"],
+            ["-i", path.far_end[0], "-p", str(path.far_end[1]), "-recv_timeout", "60000"],
         ).start()
         stack.callback(far.stop)
-        wait_bound(far, *FAR_END)
+        wait_bound(far, *path.far_end)
         if case.startswith("overload"):
             burst_far = SippRole(
                 "burst-far",
                 folder / "burst-far",
                 far_end_scenario(hold_min_ms=100, hold_max_ms=100),
-                ["-i", BURST_FAR_END[0], "-p", str(BURST_FAR_END[1]), "-recv_timeout", "60000"],
-            ).start()
+                ["-i", path.burst_far_end[0], "-p", str(path.burst_far_end[1]),
+                 "-recv_timeout", "60000"],
+            ).start()  # fmt: skip
             stack.callback(burst_far.stop)
-            wait_bound(burst_far, *BURST_FAR_END)
+            wait_bound(burst_far, *path.burst_far_end)
         engine = rig.engine(folder / "engine.log", proxy.url if proxy is not None else None)
         ctx = CaseContext(rig, folder, engine, proxy, dids)
         engine.start(timeout_s=30)
         stack.callback(stop_engines, ctx)
         prober = Prober(
-            folder, dids["probe"][1:], PROBE_FAR_END, max_seconds=timing.load_s + 120
-        ).start()
+            folder, dids["probe"][1:], path.probe_far_end, caller_ip=path.prober[0],
+            caller_port=path.prober[1], asterisk=path.target, max_seconds=timing.load_s + 120,
+            proxied=path.proxied,
+        ).start()  # fmt: skip
         stack.callback(prober.stop)
         sampler = stack.enter_context(MetricsSampler(lambda: ctx.engine))
         began = time.time()
         load = SippRole(
             "load",
             folder / "load",
-            caller_scenario(caller_prefix=CALLER_PREFIX, wait_bye_s=wait_bye_s),
+            caller_scenario(
+                caller_prefix=CALLER_PREFIX, wait_bye_s=wait_bye_s, proxied=path.proxied
+            ),
             caller_args(
-                CARRIER, 5070, dids["load"][1:], rig.rate, calls, timing.load_s + wait_bye_s + 40
+                path.carrier,
+                5070,
+                dids["load"][1:],
+                rig.rate,
+                calls,
+                timing.load_s + wait_bye_s + 40,
+                path.target,
             ),
         ).start()
         stack.callback(load.stop)
@@ -487,6 +564,9 @@ def run_case(rig: Rig, case: str, index: int) -> Row:
         load_calls = load.calls()
         burst_calls = ctx.burst.calls() if ctx.burst is not None else {}
         count_calls(row, load_calls, burst_calls, far.calls(), fault.start, rig.hold_ms)
+        row.retransmissions = sum(
+            read_stats(role.folder).retransmissions for role in (load, ctx.burst) if role
+        )
         count_cdrs(row, load_calls, cdrs["load"], CALLER_PREFIX)
         if burst_calls:
             burst_row = Row(case=case)
@@ -665,6 +745,7 @@ COLUMNS = (
     ("channels_left", "chan left"),
     ("bridges_left", "bridges left"),
     ("recovery_s", "clean again s"),
+    ("retransmissions", "retrans"),
     ("probes_failed", "probes failed"),
     ("spool_peak", "spool peak"),
     ("p99_answer_ms", "p99 answer ms"),
@@ -741,7 +822,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="an extra setting for every engine, e.g. CALLCONTROL_CALLS__MAX_CALL_RATE=150",
     )
+    parser.add_argument(
+        "--edge",
+        type=int,
+        default=None,
+        metavar="CALLS_PER_S",
+        help="run on the cluster's node1 with a Kamailio edge in front admitting this many "
+        "new calls/s; every case straight to the node and through the edge, in turns",
+    )
     return parser.parse_args(argv)
+
+
+@contextmanager
+def edge_sandbox(config: SandboxConfig, max_call_rate: int) -> Iterator[AsteriskSandbox]:
+    """The cluster sandbox's node1 (accepting ``bench.cluster.DIRECT_CALLER`` too)
+    under the machine-wide lock, and the edge in front of it alone with
+    ``max_call_rate``; both stopped at the end."""
+    full = ClusterSettings(max_call_rate=max_call_rate)
+    cluster = full.model_copy(update={"nodes": full.nodes[:1]})
+    layout = ClusterLayout.default()
+    node = layout.node("node1")
+    ensure_node_root(layout.base, node)
+    node_config = bench_cluster.node_config(config, cluster, "node1")
+    with asterisk_sandbox(node_config, layout.media, layout=node) as box:
+        try:
+            start_edge(layout, cluster)
+            yield box
+        finally:
+            cluster_edge.stop(layout.edge_dir)
+
+
+def edge_summary(max_call_rate: int) -> str:
+    """What the edge shed over the whole run (its counters), for the report."""
+    try:
+        counters = cluster_edge.edge_counters(ClusterLayout.default().edge_dir)
+    except SandboxError as exc:
+        return f"edge counters unreadable: {exc}"
+    return (
+        f"edge (limit {max_call_rate}/s): shed {counters.get(SHED_COUNTER, 0)}, "
+        f"admitted {counters.get(ADMITTED_COUNTER, 0)} over the run"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -776,7 +896,11 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             db = stack.enter_context(database(args.db, workdir))
             config = replace(default_config(), ari_app=f"bench-faults-{os.getpid()}")
-            sandbox = stack.enter_context(asterisk_sandbox(config))
+            if args.edge is not None:
+                sandbox = stack.enter_context(edge_sandbox(config, args.edge))
+                stack.callback(lambda: print(edge_summary(args.edge), flush=True))
+            else:
+                sandbox = stack.enter_context(asterisk_sandbox(config))
             print(f"bench.faults: Asterisk {sandbox.version}; db {args.db}; app {sandbox.app}")
             rig = Rig(
                 workdir, sandbox, db, timing, rate, (int(low * 1000), int(high * 1000)),
@@ -788,11 +912,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.baseline:
                 base = export_revision(args.baseline, workdir)
                 variants = [(f" @{args.baseline}", base), (" @HEAD", None)]
-            runs = [(case, name, root) for case in cases for name, root in variants]
-            for index, (case, name, root) in enumerate(runs, start=1):
+            paths = EDGE_PATHS if args.edge is not None else (STRAIGHT,)
+            runs = [
+                (case, path, name, root)
+                for case in cases
+                for name, root in variants
+                for path in paths
+            ]
+            for index, (case, path, name, root) in enumerate(runs, start=1):
                 started = time.monotonic()
                 # A baseline engine may not know this checkout's newer settings.
-                rig.engine_root, rig.engine_env = root, ({} if root else extra_env)
+                rig.engine_root, rig.path = root, path
+                rig.engine_env = {} if root else {**extra_env, **dict(path.engine_env)}
                 try:
                     row = run_case(rig, case, index)
                 except Exception as exc:  # one broken case must not lose the others
@@ -800,7 +931,7 @@ def main(argv: list[str] | None = None) -> int:
                     box = rig.sandbox
                     with suppress(Exception):
                         clear_asterisk(box.ari_base_url, box.ari_username, box.ari_password)
-                row.case += name
+                row.case += path.name + name
                 rows.append(row)
                 print(table([row]).splitlines()[-1], flush=True)
                 for note in row.notes:

@@ -35,6 +35,24 @@ Rules this module keeps:
   contacts in the shared PostgreSQL (``ps_contacts``) with ``support_path``, so
   any node calls a phone back through the edge, which sends the INVITE to the
   address the phone registered from (the Path's ``received``).
+- Admission at the edge: a new INVITE (from a carrier or a phone) beyond
+  ``max_call_rate`` calls/s for the whole edge gets ``503`` with
+  ``Retry-After`` and ``Reason: Q.850;cause=34`` from the edge itself,
+  statelessly, before dispatching: no node spends an INVITE, a channel or a
+  dialplan on it (shedding inside Asterisk could not answer within 100 ms
+  once Asterisk's SIP ingress itself was saturated: docs/faults.md).
+  In-dialog requests, ACK, CANCEL, BYE, REGISTER, OPTIONS and a node's INVITE
+  to a phone (an admitted call's leg) are never counted. The count is
+  Kamailio's ``ratelimit``, one TAILDROP pipe per tenth of a second
+  (``RATE_SLOTS``; a pipe counts per 1 s window, the shortest its timer
+  knows): a call is checked against the pipe of the tenth it arrives in, each
+  pipe holds a tenth of the limit (:func:`slot_limits`), so under overload the
+  admitted calls are spread over the second instead of arriving in one bunch
+  at its start. The shared variable ``$shv(max_call_rate)`` switches it
+  (0 = no limit).
+  Both change at run time (:func:`call_rate_rpcs`, ``callcontrol cluster
+  call-rate``); counters ``edge_shed`` / ``edge_admitted`` (``kamcmd
+  stats.get_statistics edge_shed edge_admitted``) say what the edge did.
 - Calls from the nodes to the PSTN carrier and to far ends go out directly, not
   through the edge: the edge's job is to spread inbound calls; outbound legs
   already have their node, and a second hop would only add latency and one
@@ -48,7 +66,7 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from callcontrol.domain.contract import CAUSE_DESTINATIONS_FAILED
+from callcontrol.domain.contract import CAUSE_DESTINATIONS_FAILED, CAUSE_RETRY_ELSEWHERE
 from provisioning.asterisk_config import AmiPlan, AsteriskConfigError, AsteriskPlan
 
 DISPATCHER_SET = 1
@@ -59,6 +77,15 @@ HASH_CALL_ID = 0
 FAILOVER_CODES = "500|501|502|503|504"
 KAMAILIO_MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 KAMAILIO_FILES = ("kamailio.cfg", "dispatcher.list")
+#: Ratelimit pipes 0..RATE_SLOTS-1 count new calls, one per tenth of a second
+#: (TAILDROP: calls per 1 s window, checked only during its tenth).
+RATE_SLOTS = 10
+RATE_ALGORITHM = "TAILDROP"
+#: The shared variable that switches the pipe (its value = calls/s, 0 = no limit).
+RATE_VARIABLE = "max_call_rate"
+#: Counters of the edge's admission, in Kamailio's ``script`` group.
+SHED_COUNTER = "edge_shed"
+ADMITTED_COUNTER = "edge_admitted"
 
 
 class _Part(BaseModel):
@@ -122,6 +149,18 @@ class ClusterSettings(_Part):
     """A node's dialplan asks its unreachable engine again this many times before
     503 (``calls.engine_retries`` of a single Asterisk): 0, so a call on a node
     whose engine is gone gets 503 at once and the edge tries the next node."""
+    max_call_rate: int = Field(default=0, ge=0, le=1_000_000)
+    """New calls per second the edge admits in total (carriers' and phones'
+    INVITEs); beyond it the edge answers 503 itself. 0 = no limit, the
+    default: a node's capacity depends on its machine and its call mix and is
+    known only from a measurement (``python -m bench.cluster``), so a made-up
+    default would either refuse paid traffic on a bigger machine or not
+    protect a smaller one. Set it to the sum of the nodes' measured clean
+    rates; with a node down the rest take at most that sum (the dispatcher
+    does not lower it)."""
+    shed_retry_after_s: int = Field(default=1, ge=0, le=3600)
+    """``Retry-After`` of the edge's 503 (0 = none). Short: a carrier that
+    honours it stops sending to the edge that long (RFC 3261 21.5.4)."""
 
     @field_validator("edge_address", "phone_source_address")
     @classmethod
@@ -163,6 +202,33 @@ class ClusterSettings(_Part):
             if node.name == name:
                 return node
         raise KeyError(name)
+
+
+def slot_limits(limit: int) -> list[int]:
+    """Calls each tenth of a second admits: ``limit`` in all, the remainder of
+    ``limit / RATE_SLOTS`` spread evenly (5/s: one call in every other tenth).
+    Off (0): 1 per tenth, a placeholder the switch keeps from applying."""
+    if limit < 0:
+        raise ValueError("a call rate is 0 (no limit) or more")
+    if limit == 0:
+        return [1] * RATE_SLOTS
+    return [
+        (slot + 1) * limit // RATE_SLOTS - slot * limit // RATE_SLOTS for slot in range(RATE_SLOTS)
+    ]
+
+
+def call_rate_rpcs(limit: int) -> list[list[str]]:
+    """The ``kamcmd`` commands that set the edge's admission limit at run time.
+
+    The pipes and the switch change in the order that never sheds more than
+    either the old or the new setting would: to switch the limit off, the
+    switch first; to set one, the pipes first."""
+    pipes = [
+        ["rl.set_pipe", str(slot), RATE_ALGORITHM, str(share)]
+        for slot, share in enumerate(slot_limits(limit))
+    ]
+    switch = ["pv.shvSet", RATE_VARIABLE, "int", str(limit)]
+    return [switch, *pipes] if limit == 0 else [*pipes, switch]
 
 
 def node_app(app: str, node: ClusterNode) -> str:
@@ -229,6 +295,14 @@ def _carrier_check(cluster: ClusterSettings) -> str:
     return tests or "0"
 
 
+def _shed_headers(cluster: ClusterSettings) -> str:
+    headers = []
+    if cluster.shed_retry_after_s:
+        headers.append(f"Retry-After: {cluster.shed_retry_after_s}")
+    headers.append(f"Reason: Q.850;cause={CAUSE_RETRY_ELSEWHERE}")
+    return "".join(f"{h}\\r\\n" for h in headers)
+
+
 def _kamailio_cfg(cluster: ClusterSettings) -> str:
     head = _HEAD.format(
         listen=f"udp:{cluster.edge_address}:{cluster.edge_port}",
@@ -245,6 +319,13 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         node_timeout=cluster.node_timeout_ms,
         carrier_socket=f"udp:{cluster.edge_address}:{cluster.edge_port}",
         ctl=f"unix:{cluster.run_dir.rstrip('/')}/kamailio_ctl",
+        rate_pipes="\n".join(
+            f'modparam("ratelimit", "pipe", "{slot}:{RATE_ALGORITHM}:{share}")'
+            for slot, share in enumerate(slot_limits(cluster.max_call_rate))
+        ),
+        rate_switch=f"{RATE_VARIABLE}=i:{cluster.max_call_rate}",
+        shed=SHED_COUNTER,
+        admitted=ADMITTED_COUNTER,
     )
     routes = (
         _ROUTES.replace("@CARRIERS@", _carrier_check(cluster))
@@ -256,6 +337,11 @@ def _kamailio_cfg(cluster: ClusterSettings) -> str:
         .replace("@PHONE_SOCKET@", cluster.phone_socket)
         .replace("@PHONE_ADDRESS@", cluster.phone_source_address)
         .replace("@HASH@", str(HASH_CALL_ID))
+        .replace("@RATE_VARIABLE@", RATE_VARIABLE)
+        .replace("@RATE_SLOT_US@", str(1_000_000 // RATE_SLOTS))
+        .replace("@SHED@", SHED_COUNTER)
+        .replace("@ADMITTED@", ADMITTED_COUNTER)
+        .replace("@SHED_HEADERS@", _shed_headers(cluster))
     )
     return head + routes
 
@@ -295,6 +381,8 @@ loadmodule "ipops.so"
 loadmodule "dispatcher.so"
 loadmodule "ctl.so"
 loadmodule "path.so"
+loadmodule "ratelimit.so"
+loadmodule "statistics.so"
 
 modparam("ctl", "binrpc", "{ctl}")
 
@@ -309,6 +397,16 @@ modparam("rr", "append_fromtag", 1)
 # A node's INVITE to a phone carries the Path of its REGISTER as Route: the
 # Path's received= is where the phone registered from.
 modparam("path", "use_received", 1)
+
+# Admission of new calls (route[ADMIT]): one TAILDROP pipe per tenth of a
+# second, each a tenth of the limit per 1 s window, switched by
+# $shv(max_call_rate) (0 = no limit); all settable at run time
+# (kamcmd rl.set_pipe / pv.shvSet: `callcontrol cluster call-rate`).
+modparam("ratelimit", "timer_interval", 1)
+{rate_pipes}
+modparam("pv", "shvset", "{rate_switch}")
+modparam("statistics", "variable", "{shed}")
+modparam("statistics", "variable", "{admitted}")
 
 modparam("dispatcher", "list_file", "{list_file}")
 # flags 2: keep the other nodes for ds_next_dst in a failure_route.
@@ -356,6 +454,9 @@ request_route {
         route(FROM_NODE);
         exit;
     }
+    if (is_method("INVITE")) {
+        route(ADMIT);
+    }
     if (!(@CARRIERS@)) {
         route(FROM_PHONE);
         exit;
@@ -373,6 +474,21 @@ request_route {
     }
     force_send_socket(@CARRIER_SOCKET@);
     route(TO_NODE);
+}
+
+# A new call (a carrier's or a phone's INVITE; a retransmission of an admitted
+# one was absorbed by t_check_trans): beyond the edge's call rate, 503 at
+# once, statelessly, and no node ever sees it. The pipe is the tenth of the
+# second the request arrived in ($TV(u): its microseconds).
+route[ADMIT] {
+    $var(slot) = $TV(u) / @RATE_SLOT_US@;
+    if ($shv(@RATE_VARIABLE@) > 0 && !rl_check("$var(slot)")) {
+        update_stat("@SHED@", "+1");
+        append_to_reply("@SHED_HEADERS@");
+        sl_send_reply("503", "Service Unavailable");
+        exit;
+    }
+    update_stat("@ADMITTED@", "+1");
 }
 
 # A customer's phone: REGISTER (with a Path back to us) and calls, to a node

@@ -1,10 +1,13 @@
-"""``callcontrol cluster render|up|down|status``.
+"""``callcontrol cluster render|up|down|status|call-rate``.
 
 ``render --out DIR`` writes the edge's files (``DIR/kamailio/``) and each
 node's Asterisk files (``DIR/<node>/``) from ``settings.cluster`` and the
 engine's own settings, for a real deployment; ``up``/``down``/``status`` run
 the same configuration on loopback (``callcontrol/sandbox/cluster.py``) under
 the machine-wide Asterisk lock, refusing at once while someone else holds it.
+``call-rate [N]`` shows (and with N sets, without a restart) the edge's
+admission limit and what it shed, through ``kamcmd`` on the edge's control
+socket (``settings.cluster.run_dir``, or the sandbox's with ``--sandbox``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from callcontrol.sandbox import cluster as sandbox_cluster
+from callcontrol.sandbox import cluster_edge
 from callcontrol.sandbox.config import SandboxConfig
 from callcontrol.sandbox.errors import SandboxError
 from callcontrol.sandbox.layout import project_dir
@@ -27,7 +31,15 @@ from provisioning.asterisk_config import (
     ProjectSources,
     render_asterisk_config,
 )
-from provisioning.kamailio_config import node_app, node_asterisk_plan, render_kamailio_config
+from provisioning.kamailio_config import (
+    ADMITTED_COUNTER,
+    RATE_VARIABLE,
+    SHED_COUNTER,
+    call_rate_rpcs,
+    node_app,
+    node_asterisk_plan,
+    render_kamailio_config,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 SECRET_FILES = ("ari.conf", "manager.conf")
@@ -48,6 +60,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
         handler=_guarded(_locked(_down))
     )
     verbs.add_parser("status", help="show what runs").set_defaults(handler=_guarded(_status))
+    rate = verbs.add_parser(
+        "call-rate", help="show or set (at run time) the new calls/s the edge admits"
+    )
+    rate.add_argument("limit", type=int, nargs="?", help="calls/s for the whole edge; 0 = none")
+    rate.add_argument("--sandbox", action="store_true", help="the loopback cluster's edge")
+    rate.set_defaults(handler=_guarded(_call_rate))
 
 
 def rendered_cluster(settings: Settings) -> dict[str, dict[str, str]]:
@@ -128,3 +146,33 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     layout = sandbox_cluster.ClusterLayout.default()
     print(sandbox_cluster.status(layout, settings.cluster, _base_config(settings)))
     return 0
+
+
+def _edge_folder(args: argparse.Namespace, settings: Settings) -> Path:
+    if args.sandbox:
+        return sandbox_cluster.ClusterLayout.default().edge_dir
+    return Path(settings.cluster.run_dir)
+
+
+def _call_rate(args: argparse.Namespace, settings: Settings) -> int:
+    folder = _edge_folder(args, settings)
+    if args.limit is not None:
+        if args.limit < 0:
+            print("cluster: the call rate is 0 (no limit) or more", file=sys.stderr)
+            return 2
+        for command in call_rate_rpcs(args.limit):
+            cluster_edge.rpc(folder, " ".join(command))
+    print(edge_admission(folder))
+    return 0
+
+
+def edge_admission(folder: Path) -> str:
+    """The edge's limit and counters, one line (``kamcmd`` answers, parsed)."""
+    limit = cluster_edge.rpc(folder, f"pv.shvGet {RATE_VARIABLE}")
+    value = limit.split("value:")[-1].split()[0] if "value:" in limit else "?"
+    counters = cluster_edge.edge_counters(folder)
+    shown = "none" if value == "0" else f"{value} calls/s"
+    return (
+        f"edge admission limit: {shown}; shed {counters.get(SHED_COUNTER, 0)}, "
+        f"admitted {counters.get(ADMITTED_COUNTER, 0)} since start"
+    )

@@ -182,3 +182,14 @@ def rpc(folder: Path, command: str, timeout_s: float = 5.0) -> str:
     if done.returncode != 0:
         raise SandboxError(f"kamcmd {command} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+def edge_counters(folder: Path) -> dict[str, int]:
+    """The edge's script counters (``edge_shed``, ``edge_admitted``) by name."""
+    text = rpc(folder, "stats.get_statistics script:")
+    counters: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.strip().partition(" = ")
+        if value.strip().isdigit():
+            counters[name.removeprefix("script:")] = int(value)
+    return counters

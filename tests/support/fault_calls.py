@@ -57,9 +57,16 @@ def _log(event: str, extra: str = "") -> str:
 
 
 def caller_scenario(
-    *, caller_prefix: str, wait_bye_s: float = 30.0, hangup_after_ms: int | None = None
+    *,
+    caller_prefix: str,
+    wait_bye_s: float = 30.0,
+    hangup_after_ms: int | None = None,
+    proxied: bool = False,
 ) -> str:
-    """A UAC: INVITE with SDP, then as described in the module docstring."""
+    """A UAC: INVITE with SDP, then as described in the module docstring.
+
+    ``proxied``: the calls go through a record-routing proxy (the cluster's
+    edge), so the ACK of a 200 and the caller's BYE carry the 200's route set."""
     who = f"{caller_prefix}[call_number]"
     invite = f"""
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
@@ -77,6 +84,8 @@ def caller_scenario(
       From: "{who}" <sip:{who}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]"""
+    if proxied:
+        headers += "\n      [routes]"
     parts = [
         '<?xml version="1.0" encoding="ISO-8859-1" ?>',
         '<scenario name="fault_caller">',

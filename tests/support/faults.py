@@ -402,6 +402,8 @@ class Prober:
     rate: float = 6.5
     max_seconds: float = 600.0
     caller_prefix: str = "4917700"
+    proxied: bool = False
+    """Through a record-routing proxy (the cluster's edge): the BYE follows the route set."""
     stopped_at: float | None = None
     _control_port: int = 0
     _roles: list[SippRole] = field(default_factory=list)
@@ -420,7 +422,9 @@ class Prober:
         caller = SippRole(
             "probe",
             self.folder / "probe",
-            caller_scenario(caller_prefix=self.caller_prefix, hangup_after_ms=300),
+            caller_scenario(
+                caller_prefix=self.caller_prefix, hangup_after_ms=300, proxied=self.proxied
+            ),
             [
                 "-i", self.caller_ip, "-p", str(self.caller_port), "-s", self.service,
                 "-r", str(int(self.rate * 10)), "-rp", "10000", "-m", str(calls),

@@ -19,7 +19,13 @@ from pydantic import ValidationError
 from callcontrol.sandbox.cluster_cli import rendered_cluster
 from callcontrol.settings import Settings
 from provisioning.asterisk_config import AsteriskConfigError
-from provisioning.kamailio_config import ClusterNode, ClusterSettings, render_kamailio_config
+from provisioning.kamailio_config import (
+    ClusterNode,
+    ClusterSettings,
+    call_rate_rpcs,
+    render_kamailio_config,
+    slot_limits,
+)
 from provisioning.settings import AsteriskSettings
 
 GOLDEN = Path(__file__).parents[1] / "data" / "cluster-config"
@@ -154,3 +160,60 @@ def test_a_node_whose_engine_is_gone_answers_503_at_once_for_the_edge_to_retry()
         assert dialplan.count("GotoIf($[0${CC_TRIED} >= 0]?gone)") == 2, name
     waited = rendered_cluster(production_settings(node_engine_retries=2))
     assert waited["node1"]["extensions_callcontrol.conf"].count(">= 2]?gone)") == 2
+
+
+def test_new_calls_beyond_the_edges_call_rate_get_503_from_the_edge_before_any_node() -> None:
+    cfg = render_kamailio_config(production_settings(max_call_rate=120).cluster)["kamailio.cfg"]
+    for slot in range(10):  # a tenth of the limit per tenth of a second
+        assert f'modparam("ratelimit", "pipe", "{slot}:TAILDROP:12")' in cfg
+    assert 'modparam("ratelimit", "timer_interval", 1)' in cfg
+    assert 'modparam("pv", "shvset", "max_call_rate=i:120")' in cfg
+    admit = cfg.split("route[ADMIT] {")[1].split("\n}\n")[0]
+    assert 'append_to_reply("Retry-After: 1\\r\\nReason: Q.850;cause=34\\r\\n");' in admit
+    assert 'sl_send_reply("503", "Service Unavailable");' in admit
+    assert "t_relay" not in admit and "ds_select_dst" not in admit
+    request = cfg.split("request_route {")[1].split("\n}\n")[0]
+    # Only new INVITEs are counted: after in-dialog requests, CANCEL, ACK,
+    # retransmissions (t_check_trans), OPTIONS and the nodes' own INVITEs; before
+    # any dispatching.
+    admitted_at = request.index("route(ADMIT)")
+    for earlier in ("has_totag()", 'is_method("CANCEL")', 'is_method("ACK")', "t_check_trans();",
+                    'is_method("OPTIONS")', "route(FROM_NODE)"):  # fmt: skip
+        assert request.index(earlier) < admitted_at, earlier
+    assert request[admitted_at - 40 : admitted_at].strip().endswith('if (is_method("INVITE")) {')
+    assert admitted_at < request.index("route(FROM_PHONE)") < request.index("ds_select_dst")
+
+
+def test_the_edge_admits_every_call_by_default_and_without_retry_after_if_asked() -> None:
+    cfg = render_kamailio_config(production_settings(shed_retry_after_s=0).cluster)["kamailio.cfg"]
+    assert 'modparam("pv", "shvset", "max_call_rate=i:0")' in cfg
+    assert "$var(slot) = $TV(u) / 100000;" in cfg
+    assert 'if ($shv(max_call_rate) > 0 && !rl_check("$var(slot)")) {' in cfg
+    assert 'append_to_reply("Reason: Q.850;cause=34\\r\\n");' in cfg
+
+
+def test_each_tenth_of_a_second_admits_a_tenth_of_the_limit_spread_evenly() -> None:
+    assert slot_limits(150) == [15] * 10
+    assert slot_limits(5) == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+    assert slot_limits(7) == [0, 1, 1, 0, 1, 1, 0, 1, 1, 1]
+    for limit in (1, 9, 10, 11, 99, 1234):
+        assert (
+            sum(slot_limits(limit)) == limit
+            and max(slot_limits(limit)) - min(slot_limits(limit)) <= 1
+        )
+
+
+def test_the_call_rate_changes_at_run_time_in_an_order_that_never_sheds_more() -> None:
+    assert call_rate_rpcs(150) == [
+        *(["rl.set_pipe", str(slot), "TAILDROP", "15"] for slot in range(10)),
+        ["pv.shvSet", "max_call_rate", "int", "150"],
+    ]
+    # Off: the switch first, so the pipes' placeholder limit (1) never applies.
+    assert call_rate_rpcs(0) == [
+        ["pv.shvSet", "max_call_rate", "int", "0"],
+        *(["rl.set_pipe", str(slot), "TAILDROP", "1"] for slot in range(10)),
+    ]
+    with pytest.raises(ValueError):
+        call_rate_rpcs(-1)
+    with pytest.raises(ValidationError):
+        ClusterSettings(max_call_rate=-5)
