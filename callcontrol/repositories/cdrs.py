@@ -14,6 +14,9 @@ Implements ``engine.ports.CallLedger``. The rules it keeps:
   its CDR is committed (a call's task lives up to ``linger_s`` longer), so a
   clean stop (calls drained) loses nothing, and a failure reaches the caller
   as before.
+- A call that ends while a batch is open (its first call lingering) and
+  fits in it does not queue for the write lock: it waits for its own
+  record's outcome only (a lock waiter per call was a wake-up per call).
 - If a batch fails (one bad record), each of its records is written again in
   its own transaction, so one bad CDR never takes the others down with it.
 - Core statements on a plain connection; an ORM session only for a batch
@@ -85,20 +88,27 @@ class SqlCallLedger:
         self._linger_s = linger_s
         self._pending: list[tuple[CallRecord, asyncio.Future[None]]] = []
         self._writing = asyncio.Lock()
+        self._open = False  # a batch is lingering: it will take what ``_pending`` holds
         self.batches = 0
         """Transactions written (for the benchmark: CDRs per transaction)."""
 
     async def record_call(self, record: CallRecord) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, done))
+        if self._open and len(self._pending) <= MAX_BATCH:
+            await done  # the open batch takes the first MAX_BATCH: this one among them
+            return
         async with self._writing:
             if not done.done():
                 cancelled = False
                 if len(self._pending) < MAX_BATCH and self._linger_s > 0:
+                    self._open = True
                     try:
                         await asyncio.sleep(self._linger_s)  # let calls ending now join
                     except asyncio.CancelledError:
                         cancelled = True  # shutting down: write what we hold first
+                    finally:
+                        self._open = False
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     await self._write(batch)

@@ -189,3 +189,18 @@ async def test_a_cdr_carries_its_accounts_currency_with_or_without_charges(
         "call-charged": "EUR",
     }
     assert writer.batches == 2
+
+
+async def test_calls_beyond_a_full_batch_are_written_by_the_next_one(
+    db_session: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that ends while a batch lingers waits for that batch only if it fits
+    in it; the others queue for the next batch (none is left waiting for ever)."""
+    monkeypatch.setattr("callcontrol.repositories.cdrs.MAX_BATCH", 2)
+    writer = SqlCallLedger(sessions=db_session, linger_s=0.05)
+    records = [ended_without_answer(f"call-over-{n}", 17, caller_answered=False) for n in range(5)]
+    await asyncio.wait_for(asyncio.gather(*(writer.record_call(r) for r in records)), 10)
+    async with db_session() as session:
+        stored = set(await session.scalars(sa.select(Cdr.id).where(Cdr.id.like("call-over-%"))))
+    assert stored == {f"call-over-{n}" for n in range(5)}
+    assert writer.batches == 3
