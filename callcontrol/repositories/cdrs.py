@@ -24,9 +24,12 @@ Implements ``engine.ports.CallLedger``. The rules it keeps:
 - A batch is cheap to write (the CDR write is most of a FastAGI call's CPU
   at low rates): a batch without charges runs start to end (checkout,
   ``BEGIN``, the statements, ``COMMIT``, check-in) in one greenlet instead of
-  one per statement, and the CDR's currency is the account's, read by a
-  subquery inside the ``INSERT`` rather than by a query of its own (a batch
-  with charges still reads the currencies: it posts in them).
+  one per statement; a CDR already stored is skipped by the ``INSERT`` itself
+  (``ON CONFLICT (id) DO NOTHING RETURNING id``: only the new ones get legs
+  and charges) rather than by a query before it; and the CDR's currency is
+  the account's, read by a subquery inside the ``INSERT`` (a batch with
+  charges still reads the currencies: it posts in them). Two statements per
+  batch instead of four.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -55,16 +59,29 @@ log = structlog.get_logger(__name__)
 _CDRS = cast(sa.Table, Cdr.__table__)
 _LEGS = cast(sa.Table, CdrLeg.__table__)
 _ACCOUNTS = cast(sa.Table, Account.__table__)
-_EXISTING = sa.select(_CDRS.c.id).where(_CDRS.c.id.in_(sa.bindparam("ids", expanding=True)))
 _CURRENCIES = sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.currency).where(
     _ACCOUNTS.c.id.in_(sa.bindparam("ids", expanding=True))
 )
-_INSERT_CDRS = sa.insert(_CDRS).values(
-    # NULL for a call without an account (or an account gone), as before.
-    currency=sa.select(_ACCOUNTS.c.currency)
+# NULL for a call without an account (or an account gone), as before.
+_CURRENCY_OF = (
+    sa.select(_ACCOUNTS.c.currency)
     .where(_ACCOUNTS.c.id == sa.bindparam("currency_of"))
     .scalar_subquery()
 )
+
+
+def _insert_cdrs(dialect: str) -> Any:
+    """The CDR rows of a batch, a CDR already stored skipped by the database
+    itself (``ON CONFLICT (id) DO NOTHING``); RETURNING says which were new."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_CDRS)
+        .values(currency=_CURRENCY_OF)
+        .on_conflict_do_nothing(index_elements=[_CDRS.c.id])
+        .returning(_CDRS.c.id)
+    )
+
+
 _INSERT_LEGS = sa.insert(_LEGS)
 MAX_BATCH = 500
 LINGER_S = 0.1
@@ -86,6 +103,7 @@ class SqlCallLedger:
         self._sessions = sessions
         self._engine = bind
         self._linger_s = linger_s
+        self._insert_cdrs = _insert_cdrs(bind.dialect.name)
         self._pending: list[tuple[CallRecord, asyncio.Future[None]]] = []
         self._writing = asyncio.Lock()
         self._open = False  # a batch is lingering: it will take what ``_pending`` holds
@@ -143,7 +161,7 @@ class SqlCallLedger:
         if any(_costs(record) for record in records):
             # Charges go through db.ledger, which needs an ORM session.
             async with self._sessions() as session, session.begin():
-                fresh = await session.run_sync(_insert, records)
+                fresh = await session.run_sync(_insert, records, self._insert_cdrs)
                 currencies = await session.run_sync(_currencies, fresh)
                 for record in fresh:
                     currency = currencies.get(record.account_id) if record.account_id else None
@@ -154,28 +172,28 @@ class SqlCallLedger:
     def _store_plain(self, records: Sequence[CallRecord]) -> None:
         """The whole transaction in one greenlet (run by ``greenlet_spawn``)."""
         with self._engine.sync_engine.begin() as conn:
-            _insert(conn, records)
+            _insert(conn, records, self._insert_cdrs)
 
 
-def _insert(db: Session | Connection, records: Sequence[CallRecord]) -> list[CallRecord]:
+def _insert(
+    db: Session | Connection, records: Sequence[CallRecord], insert_cdrs: Any
+) -> list[CallRecord]:
     """The CDRs and legs of ``records`` not stored yet; those records (sync: one greenlet)."""
-    ids = [record.call_id for record in records]
-    existing = set(db.execute(_EXISTING, {"ids": ids}).scalars())
     fresh: dict[str, CallRecord] = {}
     for record in records:
-        if record.call_id not in existing:
-            fresh.setdefault(record.call_id, record)
-    if not fresh:
-        return []
-    cdr_rows, leg_rows = [], []
-    for record in fresh.values():
-        cost = sum(leg_cost_minor(leg) for leg in record.legs)
-        cdr_rows.append(_cdr_row(record, cost))
-        leg_rows += [_leg_row(record.call_id, leg) for leg in record.legs if leg.started_at]
-    db.execute(_INSERT_CDRS, cdr_rows)
+        fresh.setdefault(record.call_id, record)
+    cdr_rows = [
+        _cdr_row(record, sum(leg_cost_minor(leg) for leg in record.legs))
+        for record in fresh.values()
+    ]
+    stored = set(db.execute(insert_cdrs, cdr_rows).scalars())
+    new = [record for call_id, record in fresh.items() if call_id in stored]
+    leg_rows = [
+        _leg_row(record.call_id, leg) for record in new for leg in record.legs if leg.started_at
+    ]
     if leg_rows:
         db.execute(_INSERT_LEGS, leg_rows)
-    return list(fresh.values())
+    return new
 
 
 def _costs(record: CallRecord) -> bool:
@@ -247,7 +265,7 @@ def _cdr_row(record: CallRecord, cost: int) -> dict[str, Any]:
         "ring_ms": record.ring_ms,
         "talk_ms": record.talk_ms,
         "cost_minor": cost,
-        "currency_of": record.account_id,  # the account's currency (_INSERT_CDRS)
+        "currency_of": record.account_id,  # the account's currency (_CURRENCY_OF)
     }
 
 
