@@ -24,6 +24,7 @@ MAX_HEADER_BYTES = 8 * 1024
 """Asterisk's header for a call is well under 2 KB; anything bigger is not Asterisk."""
 HANGUP_LINE = "HANGUP"
 
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_()]*")
 _REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?P<rest>.*)$")
 
 
@@ -109,7 +110,7 @@ def quote(value: str) -> str:
 
 
 def set_variable(name: str, value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_()]*", name):
+    if not _VARIABLE_NAME.fullmatch(name):
         raise ValueError(f"not a channel variable name: {name!r}")
     return f"SET VARIABLE {name} {quote(value)}"
 

@@ -185,6 +185,8 @@ class DirectionRouter:
             "call_decided",
             direction=routed.direction.value,
             decision=type(routed.decision).__name__,
-            reason=getattr(routed.decision, "reason", None),
+            # (isinstance, not getattr with a default: that raised and caught an
+            # AttributeError for every forwarded call)
+            reason=routed.decision.reason if isinstance(routed.decision, Reject) else None,
         )
         return routed

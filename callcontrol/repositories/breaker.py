@@ -72,7 +72,10 @@ class LookupGuard:
                 raise LookupUnavailable("database unavailable (circuit open)")
             self._trial = trial = True
         try:
-            result = await asyncio.wait_for(lookup(), self._timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the lookup in a
+            # task of its own, a task per call (3.12's wait_for is this same timeout).
+            async with asyncio.timeout(self._timeout_s):
+                result = await lookup()
         except TimeoutError as exc:
             self._failed(trial)
             raise LookupUnavailable(f"no answer within {self._timeout_s} s") from exc

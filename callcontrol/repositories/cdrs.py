@@ -14,10 +14,22 @@ Implements ``engine.ports.CallLedger``. The rules it keeps:
   its CDR is committed (a call's task lives up to ``linger_s`` longer), so a
   clean stop (calls drained) loses nothing, and a failure reaches the caller
   as before.
+- A call that ends while a batch is open (its first call lingering) and
+  fits in it does not queue for the write lock: it waits for its own
+  record's outcome only (a lock waiter per call was a wake-up per call).
 - If a batch fails (one bad record), each of its records is written again in
   its own transaction, so one bad CDR never takes the others down with it.
 - Core statements on a plain connection; an ORM session only for a batch
   with charges to post (``db.ledger.post`` works in a session).
+- A batch is cheap to write (the CDR write is most of a FastAGI call's CPU
+  at low rates): a batch without charges runs start to end (checkout,
+  ``BEGIN``, the statements, ``COMMIT``, check-in) in one greenlet instead of
+  one per statement; a CDR already stored is skipped by the ``INSERT`` itself
+  (``ON CONFLICT (id) DO NOTHING RETURNING id``: only the new ones get legs
+  and charges) rather than by a query before it; and the CDR's currency is
+  the account's, read by a subquery inside the ``INSERT`` (a batch with
+  charges still reads the currencies: it posts in them). Two statements per
+  batch instead of four.
 """
 
 from __future__ import annotations
@@ -28,7 +40,11 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+from sqlalchemy.util import greenlet_spawn
 
 from callcontrol.db import ledger
 from callcontrol.db.models import Account, Cdr, CdrLeg
@@ -43,10 +59,30 @@ log = structlog.get_logger(__name__)
 _CDRS = cast(sa.Table, Cdr.__table__)
 _LEGS = cast(sa.Table, CdrLeg.__table__)
 _ACCOUNTS = cast(sa.Table, Account.__table__)
-_EXISTING = sa.select(_CDRS.c.id).where(_CDRS.c.id.in_(sa.bindparam("ids", expanding=True)))
 _CURRENCIES = sa.select(_ACCOUNTS.c.id, _ACCOUNTS.c.currency).where(
     _ACCOUNTS.c.id.in_(sa.bindparam("ids", expanding=True))
 )
+# NULL for a call without an account (or an account gone), as before.
+_CURRENCY_OF = (
+    sa.select(_ACCOUNTS.c.currency)
+    .where(_ACCOUNTS.c.id == sa.bindparam("currency_of"))
+    .scalar_subquery()
+)
+
+
+def _insert_cdrs(dialect: str) -> Any:
+    """The CDR rows of a batch, a CDR already stored skipped by the database
+    itself (``ON CONFLICT (id) DO NOTHING``); RETURNING says which were new."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_CDRS)
+        .values(currency=_CURRENCY_OF)
+        .on_conflict_do_nothing(index_elements=[_CDRS.c.id])
+        .returning(_CDRS.c.id)
+    )
+
+
+_INSERT_LEGS = sa.insert(_LEGS)
 MAX_BATCH = 500
 LINGER_S = 0.1
 
@@ -67,22 +103,30 @@ class SqlCallLedger:
         self._sessions = sessions
         self._engine = bind
         self._linger_s = linger_s
+        self._insert_cdrs = _insert_cdrs(bind.dialect.name)
         self._pending: list[tuple[CallRecord, asyncio.Future[None]]] = []
         self._writing = asyncio.Lock()
+        self._open = False  # a batch is lingering: it will take what ``_pending`` holds
         self.batches = 0
         """Transactions written (for the benchmark: CDRs per transaction)."""
 
     async def record_call(self, record: CallRecord) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, done))
+        if self._open and len(self._pending) <= MAX_BATCH:
+            await done  # the open batch takes the first MAX_BATCH: this one among them
+            return
         async with self._writing:
             if not done.done():
                 cancelled = False
                 if len(self._pending) < MAX_BATCH and self._linger_s > 0:
+                    self._open = True
                     try:
                         await asyncio.sleep(self._linger_s)  # let calls ending now join
                     except asyncio.CancelledError:
                         cancelled = True  # shutting down: write what we hold first
+                    finally:
+                        self._open = False
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     await self._write(batch)
@@ -117,37 +161,39 @@ class SqlCallLedger:
         if any(_costs(record) for record in records):
             # Charges go through db.ledger, which needs an ORM session.
             async with self._sessions() as session, session.begin():
-                await self._insert(session, records, charge=True)
+                fresh = await session.run_sync(_insert, records, self._insert_cdrs)
+                currencies = await session.run_sync(_currencies, fresh)
+                for record in fresh:
+                    currency = currencies.get(record.account_id) if record.account_id else None
+                    await _charge(session, record, currency)
             return
-        async with self._engine.begin() as conn:
-            await self._insert(conn, records, charge=False)
+        await greenlet_spawn(self._store_plain, records)
 
-    async def _insert(
-        self, db: AsyncSession | AsyncConnection, records: Sequence[CallRecord], *, charge: bool
-    ) -> None:
-        ids = [record.call_id for record in records]
-        existing = set((await db.execute(_EXISTING, {"ids": ids})).scalars())
-        fresh: dict[str, CallRecord] = {}
-        for record in records:
-            if record.call_id not in existing:
-                fresh.setdefault(record.call_id, record)
-        if not fresh:
-            return
-        currencies = await _currencies(db, fresh.values())
-        cdr_rows, leg_rows = [], []
-        for record in fresh.values():
-            currency = currencies.get(record.account_id) if record.account_id else None
-            cost = sum(leg_cost_minor(leg) for leg in record.legs)
-            cdr_rows.append(_cdr_row(record, cost, currency))
-            leg_rows += [_leg_row(record.call_id, leg) for leg in record.legs if leg.started_at]
-        await db.execute(sa.insert(_CDRS), cdr_rows)
-        if leg_rows:
-            await db.execute(sa.insert(_LEGS), leg_rows)
-        if charge:
-            assert isinstance(db, AsyncSession)
-            for record in fresh.values():
-                currency = currencies.get(record.account_id) if record.account_id else None
-                await _charge(db, record, currency)
+    def _store_plain(self, records: Sequence[CallRecord]) -> None:
+        """The whole transaction in one greenlet (run by ``greenlet_spawn``)."""
+        with self._engine.sync_engine.begin() as conn:
+            _insert(conn, records, self._insert_cdrs)
+
+
+def _insert(
+    db: Session | Connection, records: Sequence[CallRecord], insert_cdrs: Any
+) -> list[CallRecord]:
+    """The CDRs and legs of ``records`` not stored yet; those records (sync: one greenlet)."""
+    fresh: dict[str, CallRecord] = {}
+    for record in records:
+        fresh.setdefault(record.call_id, record)
+    cdr_rows = [
+        _cdr_row(record, sum(leg_cost_minor(leg) for leg in record.legs))
+        for record in fresh.values()
+    ]
+    stored = set(db.execute(insert_cdrs, cdr_rows).scalars())
+    new = [record for call_id, record in fresh.items() if call_id in stored]
+    leg_rows = [
+        _leg_row(record.call_id, leg) for record in new for leg in record.legs if leg.started_at
+    ]
+    if leg_rows:
+        db.execute(_INSERT_LEGS, leg_rows)
+    return new
 
 
 def _costs(record: CallRecord) -> bool:
@@ -164,11 +210,11 @@ def _settle(batch: list[tuple[CallRecord, asyncio.Future[None]]], exc: Exception
             done.set_exception(exc)
 
 
-async def _currencies(db: AsyncSession | AsyncConnection, records: Any) -> dict[int, str]:
+def _currencies(db: Session, records: Sequence[CallRecord]) -> dict[int, str]:
     ids = sorted({r.account_id for r in records if r.account_id is not None})
     if not ids:
         return {}
-    rows = await db.execute(_CURRENCIES, {"ids": ids})
+    rows = db.execute(_CURRENCIES, {"ids": ids})
     return {row[0]: row[1] for row in rows}
 
 
@@ -192,7 +238,7 @@ async def _charge(session: AsyncSession, record: CallRecord, currency: str | Non
         )
 
 
-def _cdr_row(record: CallRecord, cost: int, currency: str | None) -> dict[str, Any]:
+def _cdr_row(record: CallRecord, cost: int) -> dict[str, Any]:
     answered = None
     if record.answered_position is not None:
         leg = next(leg for leg in record.legs if leg.position == record.answered_position)
@@ -219,7 +265,7 @@ def _cdr_row(record: CallRecord, cost: int, currency: str | None) -> dict[str, A
         "ring_ms": record.ring_ms,
         "talk_ms": record.talk_ms,
         "cost_minor": cost,
-        "currency": currency,
+        "currency_of": record.account_id,  # the account's currency (_CURRENCY_OF)
     }
 
 

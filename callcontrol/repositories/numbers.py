@@ -18,6 +18,10 @@ for lookups (closed when the engine is disposed). The raw row is typed here
 With a ``DestinationPolicy`` every destination is checked again here, as the API
 checked it when it was set (settings change; a DID imported later may close a
 forwarding loop): a refused one is left out of the snapshot and logged.
+The policy's verdict is a pure function of (kind, target, own number) and the
+policy is fixed for the directory's life, so it is remembered per target
+(parsing the address and walking the networks was a cost per call); the
+lookup itself is never cached here.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from callcontrol.db.models import (
     Rate,
 )
 from callcontrol.domain import rating
-from callcontrol.domain.destinations import DestinationPolicy
+from callcontrol.domain.destinations import DestinationPolicy, DestinationRefused
 from callcontrol.domain.routing import DestinationFacts, NumberSnapshot
 from callcontrol.domain.vocabulary import DestinationType, ForwardingMode, NumberKind, NumberState
 from callcontrol.settings import MediaSettings
@@ -121,6 +125,7 @@ class SqlNumberDirectory:
         self._media = media
         self._policy = policy
         self._uris: dict[str, str] = {}
+        self._verdicts: dict[tuple[DestinationType, str, bool], DestinationRefused | None] = {}
         compiled = _SNAPSHOT.compile(dialect=bind.dialect)
         self._sql = str(compiled)
         self._sqlite = bind.dialect.name == "sqlite"
@@ -232,7 +237,13 @@ class SqlNumberDirectory:
         own = False
         if kind is DestinationType.PSTN and conn is not None:
             own = (await conn.execute(_OWN_DID, {"did": target})).first() is not None
-        refused = self._policy.refusal(kind, target, own_number=own)
+        key = (kind, target, own)
+        try:
+            refused = self._verdicts[key]
+        except KeyError:
+            if len(self._verdicts) > 10_000:
+                self._verdicts.clear()
+            refused = self._verdicts[key] = self._policy.refusal(kind, target, own_number=own)
         if refused is not None:
             log.warning("destination_refused_at_call_time", target=target, rule=refused.rule)
         return refused is not None

@@ -163,3 +163,44 @@ async def test_the_sip_code_is_the_final_response_the_caller_got_or_none(
         greeted = await session.get(Cdr, "call-greeted")
     assert rejected is not None and rejected.sip_code == 486
     assert greeted is not None and greeted.sip_code is None and greeted.hangup_cause == 17
+
+
+async def test_a_cdr_carries_its_accounts_currency_with_or_without_charges(
+    db_session: async_sessionmaker[AsyncSession],
+) -> None:
+    """The currency is read inside the INSERT (no query of its own): the account's,
+    in a batch without charges as in one with them, and none without an account."""
+    account = await new_account(db_session)
+    writer = SqlCallLedger(sessions=db_session, linger_s=0.05)
+    free = replace(pstn_call("call-free", account), legs=(), answered_position=None)  # no charge
+    await asyncio.gather(
+        writer.record_call(free),
+        writer.record_call(replace(free, call_id="call-free-2")),
+        writer.record_call(replace(free, call_id="call-no-account", account_id=None)),
+    )
+    await writer.record_call(pstn_call("call-charged", account))
+    async with db_session() as session:
+        result = await session.execute(sa.select(Cdr.id, Cdr.currency).where(Cdr.id.like("call-%")))
+        rows = {cdr_id: currency for cdr_id, currency in result}
+    assert rows == {
+        "call-free": "EUR",
+        "call-free-2": "EUR",
+        "call-no-account": None,
+        "call-charged": "EUR",
+    }
+    assert writer.batches == 2
+
+
+async def test_calls_beyond_a_full_batch_are_written_by_the_next_one(
+    db_session: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that ends while a batch lingers waits for that batch only if it fits
+    in it; the others queue for the next batch (none is left waiting for ever)."""
+    monkeypatch.setattr("callcontrol.repositories.cdrs.MAX_BATCH", 2)
+    writer = SqlCallLedger(sessions=db_session, linger_s=0.05)
+    records = [ended_without_answer(f"call-over-{n}", 17, caller_answered=False) for n in range(5)]
+    await asyncio.wait_for(asyncio.gather(*(writer.record_call(r) for r in records)), 10)
+    async with db_session() as session:
+        stored = set(await session.scalars(sa.select(Cdr.id).where(Cdr.id.like("call-over-%"))))
+    assert stored == {f"call-over-{n}" for n in range(5)}
+    assert writer.batches == 3
