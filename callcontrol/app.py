@@ -34,6 +34,7 @@ from callcontrol.domain.outbound import OutboundPolicy
 from callcontrol.domain.routing import EndpointNames, RoutingPolicy
 from callcontrol.domain.shedding import IntakeLag, ShedController, ShedPolicy
 from callcontrol.engine.admission import (
+    STALL_IGNORE_S,
     Admission,
     AdmissionLimits,
     DialplanShedding,
@@ -280,6 +281,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         ari_settings.app,
         controller=ShedController(ShedPolicy(max_call_rate=settings.calls.max_call_rate)),
         congested=lambda: stasis_lag.lag_s > max_lag_s or admission.refusal() is not None,
+        on_stall=lambda: stasis_lag.ignore_for(STALL_IGNORE_S),
     )
     router = TimedRouter(shedding, metrics=metrics)
     spooled = app[SPOOLED]

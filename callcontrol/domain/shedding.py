@@ -84,7 +84,11 @@ class IntakeLag:
     average; it reads 0 when no new call came for ``stale_s``.
 
     It is the earliest sign of a saturated Asterisk (or engine): SIP, the
-    dialplan and the event stream are all in it, before any REST request waits."""
+    dialplan and the event stream are all in it, before any REST request waits.
+
+    ``ignore_for`` drops the measure and takes no sample for a while: the calls
+    that waited while no engine ran (a reconnection, a process that stood
+    still) arrive late without Asterisk being slow."""
 
     def __init__(
         self,
@@ -102,9 +106,16 @@ class IntakeLag:
         self._window_began = clock()
         self._last_at = -math.inf
         self._lag_s = 0.0
+        self._ignore_until = -math.inf
+
+    def ignore_for(self, seconds: float) -> None:
+        self._ignore_until = self._clock() + seconds
+        self._lag_s = 0.0
 
     def observe(self, created_at: float) -> None:
         now = self._clock()
+        if now < self._ignore_until:
+            return
         if now - self._window_began >= self._window_s:
             self._lows = [math.inf, self._lows[0]]
             self._window_began = now

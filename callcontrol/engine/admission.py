@@ -109,6 +109,10 @@ TICK_S = 0.5
 """How often the dialplan's counters are read and the ceiling published."""
 HOLD_S = 2
 """How long a published ceiling holds in Asterisk without being renewed."""
+STALL_MARGIN_S = 1.0
+"""A tick this much later than due: the engine itself did not run."""
+STALL_IGNORE_S = 3.0
+"""After a stall, new calls' lateness is not a congestion sample for this long."""
 
 
 class GlobalVariables(Protocol):
@@ -128,7 +132,9 @@ class DialplanShedding:
         controller: ShedController,
         congested: Callable[[], bool],
         clock: Callable[[], float] = time.time,
+        on_stall: Callable[[], None] | None = None,
     ) -> None:
+        self._on_stall = on_stall
         self._asterisk = asterisk
         self._controller = controller
         self._congested = congested
@@ -174,8 +180,16 @@ class DialplanShedding:
         self._published = limit
 
     async def run(self, serving: Callable[[], bool]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + TICK_S
             await asyncio.sleep(TICK_S)
+            late_s = loop.time() - due
+            if late_s > STALL_MARGIN_S and self._on_stall is not None:
+                # This process stood still (SIGSTOP, a frozen VM): the calls that
+                # waited meanwhile arrive late now without Asterisk being slow.
+                log.info("engine_stalled", late_s=round(late_s, 1))
+                self._on_stall()
             if not serving():
                 self._published = None  # whatever was published runs out by itself
                 continue

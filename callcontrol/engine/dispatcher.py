@@ -91,7 +91,6 @@ class Dispatcher:
         """Channels that left Stasis while no runner owned them -> when."""
         self._reconciling: asyncio.Task[None] | None = None
         self.stasis_lag: IntakeLag | None = None
-        self._lag_from = 0.0
         """Fed with every new call's StasisStart (admission control reads it)."""
         self.events_received = 0
         self.calls_started = 0
@@ -106,7 +105,7 @@ class Dispatcher:
     def on_event(self, event: ari.AriEvent) -> None:
         self.events_received += 1
         if isinstance(event, ari.StasisStart) and DirectionRouter.handles(event):
-            if self.stasis_lag is not None and time.monotonic() > self._lag_from:
+            if self.stasis_lag is not None:
                 self.stasis_lag.observe(event.channel.creationtime.timestamp())
             if event.channel.id not in self.by_channel:
                 self._spawn(self._new_runner(event, self.by_channel))
@@ -150,7 +149,8 @@ class Dispatcher:
         """The event stream is (re)connected: reconcile in the background."""
         # Calls that waited in the dialplan's Stasis retries while no engine was
         # connected arrive now, seconds after their channel was made: not a lag.
-        self._lag_from = time.monotonic() + LAG_AFTER_CONNECT_S
+        if self.stasis_lag is not None:
+            self.stasis_lag.ignore_for(LAG_AFTER_CONNECT_S)
         if self._reconciling is not None and not self._reconciling.done():
             self._reconciling.cancel()
         self._reconciling = self._calls.spawn(self.reconcile(), name="reconcile")

@@ -12,6 +12,12 @@ down, not after a connection attempt or a query has timed out for each call.
   lookup is let through as a trial while the others still fail at once; the
   trial's success closes the circuit, its failure opens it again.
 
+A deadline that fires long after it was due (``STALL_MARGIN_S``) says that
+this process stood still (SIGSTOP, a frozen VM, a blocked loop), not that the
+database is slow: the lookup is tried once more on a fresh deadline and the
+circuit stays closed, so the calls that waited for the engine are routed once
+it runs again instead of getting 503 (and the next second's calls with them).
+
 Only the database's failures count (a driver error, a socket error, the
 deadline): a lookup that answers "no such number" is an answer, and a bug in
 one number's data fails that call alone instead of opening the circuit.
@@ -44,6 +50,10 @@ DATABASE_FAILURES: tuple[type[BaseException], ...] = (DBAPIError, OSError)
 arrive wrapped in ``DBAPIError``; a refused connection may come as ``OSError``)."""
 
 
+STALL_MARGIN_S = 1.0
+"""A deadline this much later than due was missed by the engine, not the database."""
+
+
 class LookupGuard:
     def __init__(
         self,
@@ -64,19 +74,27 @@ class LookupGuard:
     def open(self) -> bool:
         return self._open_until is not None
 
-    async def call(self, lookup: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, lookup: Callable[[], Awaitable[T]], *, retried: bool = False) -> T:
         trial = False
         if self._open_until is not None:
             if self._trial or self._clock() < self._open_until:
                 self.fast_failures += 1
                 raise LookupUnavailable("database unavailable (circuit open)")
             self._trial = trial = True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the lookup in a
             # task of its own, a task per call (3.12's wait_for is this same timeout).
             async with asyncio.timeout(self._timeout_s):
                 result = await lookup()
         except TimeoutError as exc:
+            late_s = loop.time() - started - self._timeout_s
+            if late_s > STALL_MARGIN_S and not retried:
+                log.info("lookup_retried_after_stall", late_s=round(late_s, 1))
+                if trial:
+                    self._trial = False  # no verdict: the retry may be the trial
+                return await self.call(lookup, retried=True)
             self._failed(trial)
             raise LookupUnavailable(f"no answer within {self._timeout_s} s") from exc
         except DATABASE_FAILURES as exc:

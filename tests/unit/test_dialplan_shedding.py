@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 
@@ -215,3 +216,42 @@ def test_the_usual_delay_is_forgotten_after_two_windows() -> None:
         clock.now += 1.0
         lag.observe(clock.now - 0.2)
     assert lag.lag_s == pytest.approx(0.0, abs=0.001)
+
+
+def test_after_a_stall_the_calls_that_waited_are_not_taken_for_a_slow_asterisk() -> None:
+    clock = Clock()
+    lag = IntakeLag(clock=clock)
+    for _ in range(10):
+        clock.now += 0.05
+        lag.observe(clock.now - 0.01)
+    clock.now += 15.0  # SIGSTOP: the calls of those 15 s reach the engine now
+    lag.observe(clock.now - 14.0)
+    assert lag.lag_s > 10
+    lag.ignore_for(3.0)
+    assert lag.lag_s == 0.0
+    for _ in range(10):  # the backlog keeps coming in the next seconds
+        clock.now += 0.1
+        lag.observe(clock.now - 12.0)
+    assert lag.lag_s == 0.0
+    clock.now += 3.0
+    lag.observe(clock.now - 0.61)  # a real lag afterwards counts again
+    assert lag.lag_s == pytest.approx(0.6, abs=0.02)
+
+
+def test_a_tick_long_overdue_reports_that_the_engine_stood_still() -> None:
+    stalls: list[bool] = []
+
+    async def scenario() -> None:
+        shedding = DialplanShedding(
+            FakeAsterisk(), "cc-test.1", controller=ShedController(ShedPolicy()),
+            congested=lambda: False, on_stall=lambda: stalls.append(True),
+        )  # fmt: skip
+        runner = asyncio.ensure_future(shedding.run(lambda: True))
+        await asyncio.sleep(1.2)  # two ticks on time
+        assert stalls == []
+        time.sleep(1.8)  # noqa: ASYNC251 - the whole process stands still
+        await asyncio.sleep(0.2)
+        runner.cancel()
+
+    asyncio.run(scenario())
+    assert stalls == [True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -102,3 +103,34 @@ def test_an_error_that_is_not_the_databases_fails_its_call_alone() -> None:
     with pytest.raises(KeyError):
         asyncio.run(guard.call(broken))
     assert not guard.open
+
+
+def test_a_deadline_missed_because_the_engine_stood_still_is_tried_again() -> None:
+    """SIGSTOP (or a frozen VM) while a lookup waits: when the process runs again
+    the deadline fires long after it was due. The database was not slow: the
+    lookup runs once more and the circuit stays closed."""
+    guard = LookupGuard(timeout_s=0.1)
+    db = Database()
+
+    async def lookup() -> str:
+        db.calls += 1
+        if db.calls == 1:
+            await asyncio.sleep(0.05)  # would have answered in time...
+        return "snapshot"
+
+    async def scenario() -> str:
+        waiting = asyncio.ensure_future(guard.call(lookup))
+        await asyncio.sleep(0)  # the lookup is out
+        time.sleep(1.3)  # noqa: ASYNC251 - ...but the whole process stands still
+        return await waiting
+
+    assert asyncio.run(scenario()) == "snapshot"
+    assert db.calls == 2 and not guard.open
+
+
+def test_a_deadline_missed_on_time_still_opens_the_circuit_after_one_retry_at_most() -> None:
+    guard = LookupGuard(timeout_s=0.1)
+    db = Database()
+    db.hang = True
+    assert run(guard, db) is LookupUnavailable
+    assert db.calls == 1 and guard.open  # on time: the database's fault, no retry
