@@ -45,6 +45,7 @@ from callcontrol.ari import events as ari
 from callcontrol.ari.errors import AriError
 from callcontrol.domain import contract
 from callcontrol.domain.shedding import ShedController, per_window
+from callcontrol.engine.ports import STALL_MARGIN_S
 from callcontrol.engine.routers import DirectionRouter, RoutedCall
 
 log = structlog.get_logger(__name__)
@@ -109,8 +110,6 @@ TICK_S = 0.5
 """How often the dialplan's counters are read and the ceiling published."""
 HOLD_S = 2
 """How long a published ceiling holds in Asterisk without being renewed."""
-STALL_MARGIN_S = 1.0
-"""A tick this much later than due: the engine itself did not run."""
 STALL_IGNORE_S = 3.0
 """After a stall, new calls' lateness is not a congestion sample for this long."""
 
@@ -135,6 +134,7 @@ class DialplanShedding:
         on_stall: Callable[[], None] | None = None,
     ) -> None:
         self._on_stall = on_stall
+        self._calm_until = -math.inf
         self._asterisk = asterisk
         self._controller = controller
         self._congested = congested
@@ -160,7 +160,8 @@ class DialplanShedding:
             self._count_seen = counted
         self.shed_total += counted - self._count_seen
         self._count_seen = counted
-        ceiling = self._controller.update(offered, counted, now, congested=self._congested())
+        congested = now >= self._calm_until and self._congested()
+        ceiling = self._controller.update(offered, counted, now, congested=congested)
         shedding = self._controller.offered_rate > ceiling
         if shedding != self._shedding:
             self._shedding = shedding
@@ -185,11 +186,15 @@ class DialplanShedding:
             due = loop.time() + TICK_S
             await asyncio.sleep(TICK_S)
             late_s = loop.time() - due
-            if late_s > STALL_MARGIN_S and self._on_stall is not None:
+            if late_s > STALL_MARGIN_S:
                 # This process stood still (SIGSTOP, a frozen VM): the calls that
-                # waited meanwhile arrive late now without Asterisk being slow.
+                # waited meanwhile arrive late now, and the engine's catching up
+                # fills its REST queue, without Asterisk being slow. Congestion
+                # is not judged for a while (a fixed ceiling still holds).
                 log.info("engine_stalled", late_s=round(late_s, 1))
-                self._on_stall()
+                self._calm_until = self._clock() + STALL_IGNORE_S
+                if self._on_stall is not None:
+                    self._on_stall()
             if not serving():
                 self._published = None  # whatever was published runs out by itself
                 continue

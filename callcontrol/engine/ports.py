@@ -83,6 +83,11 @@ class AriPort(Protocol):
     def app(self) -> str: ...
 
 
+STALL_MARGIN_S = 1.0
+"""A timer this much later than due: this process stood still (SIGSTOP, a frozen
+VM, a blocked loop), so a deadline that fired is not the peer's fault."""
+
+
 class LookupUnavailable(Exception):
     """A lookup refused at once or cut short: the database is away or too slow
     (``repositories/breaker.py``). The call gets 503; no traceback is logged."""

@@ -39,7 +39,12 @@ from sqlalchemy.exc import DBAPIError
 from callcontrol.domain.outbound import SipAccountFacts
 from callcontrol.domain.rating import Rate
 from callcontrol.domain.routing import NumberSnapshot
-from callcontrol.engine.ports import LookupUnavailable, NumberDirectory, SipAccountDirectory
+from callcontrol.engine.ports import (
+    STALL_MARGIN_S,
+    LookupUnavailable,
+    NumberDirectory,
+    SipAccountDirectory,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +53,6 @@ T = TypeVar("T")
 DATABASE_FAILURES: tuple[type[BaseException], ...] = (DBAPIError, OSError)
 """What says the database is away or unusable (asyncpg's and sqlite's errors
 arrive wrapped in ``DBAPIError``; a refused connection may come as ``OSError``)."""
-
-
-STALL_MARGIN_S = 1.0
-"""A deadline this much later than due was missed by the engine, not the database."""
 
 
 class LookupGuard:

@@ -39,7 +39,7 @@ import sqlalchemy.exc as sa_exc
 import structlog
 
 from callcontrol.domain.call_events import CallRecord
-from callcontrol.engine.ports import CallLedger, VoicemailBox
+from callcontrol.engine.ports import STALL_MARGIN_S, CallLedger, VoicemailBox
 from callcontrol.engine.supervisor import TaskSupervisor
 from callcontrol.repositories.call_journal import CallJournal
 from callcontrol.repositories.spool import DATABASE_QUEUE, Spool, SpoolEntry, SpoolKind
@@ -195,7 +195,7 @@ class SpoolingLedger:
             return
         attempt = self._writes.spawn(self._attempt(record), name=f"cdr-{record.call_id}")
         try:
-            done, _ = await asyncio.wait({attempt}, timeout=self._timeout_s)
+            done = await self._bounded(attempt)
         except asyncio.CancelledError:
             # Stopping: the write may still commit, but the record must not depend on it.
             await asyncio.shield(self._writes.spawn(self._journal(record, "cancelled")))
@@ -208,6 +208,17 @@ class SpoolingLedger:
         else:
             reason = f"no answer from the database within {self._timeout_s} s"
         await self._journal(record, reason)
+
+    async def _bounded(self, attempt: asyncio.Task[BaseException | None]) -> bool:
+        """Whether the write finished within the bound; a bound that ran out over
+        ``STALL_MARGIN_S`` late (this process stood still, not the database) is
+        given once more, so a stall does not send every ending call to the spool."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        done, _ = await asyncio.wait({attempt}, timeout=self._timeout_s)
+        if not done and loop.time() - started - self._timeout_s > STALL_MARGIN_S:
+            done, _ = await asyncio.wait({attempt}, timeout=self._timeout_s)
+        return bool(done)
 
     async def _attempt(self, record: CallRecord) -> BaseException | None:
         """The database write; its failure is a value (a timed-out write may fail later,

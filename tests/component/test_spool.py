@@ -246,6 +246,34 @@ async def test_a_database_that_does_not_answer_holds_a_call_no_longer_than_the_b
     await writes.close()
 
 
+class DatabaseAnswering:
+    """A ledger whose database answers 50 ms after it is asked."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def record_call(self, record: CallRecord) -> None:
+        await asyncio.sleep(0.05)
+        self.stored.append(record.call_id)
+
+
+async def test_a_bound_that_ran_out_while_the_engine_stood_still_is_given_again(
+    spool: Spool,
+) -> None:
+    """SIGSTOP while a CDR is being written: when the process runs again the
+    bound has long run out, yet the database answered; the CDR is stored, not
+    spooled (and the calls after it are not sent to the spool behind it)."""
+    writes, database = TaskSupervisor("w"), DatabaseAnswering()
+    ledger_ = SpoolingLedger(database, spool=spool, writes=writes, timeout_s=0.3)
+    writing = asyncio.ensure_future(ledger_.record_call(pstn_call("call-stalled", 1)))
+    await asyncio.sleep(0)
+    time.sleep(1.5)  # noqa: ASYNC251 - the whole process stands still
+    await writing
+    assert database.stored == ["call-stalled"]
+    assert spool.depth.held[SpoolKind.CDR] == 0
+    await writes.close()
+
+
 async def test_a_cdr_write_blocked_by_a_locked_database_is_journaled_within_the_bound_then_replayed_once(  # noqa: E501
     db_engine: AsyncEngine, db_session: async_sessionmaker[AsyncSession], spool: Spool
 ) -> None:

@@ -255,3 +255,23 @@ def test_a_tick_long_overdue_reports_that_the_engine_stood_still() -> None:
 
     asyncio.run(scenario())
     assert stalls == [True]
+
+
+def test_after_a_stall_congestion_is_not_judged_while_the_engine_catches_up() -> None:
+    asterisk = FakeAsterisk()
+    controller = ShedController(ShedPolicy())
+
+    async def scenario() -> None:
+        shedding = DialplanShedding(
+            asterisk, "cc-test.1", controller=controller, congested=lambda: True,
+        )  # fmt: skip
+        runner = asyncio.ensure_future(shedding.run(lambda: True))
+        await asyncio.sleep(0.05)
+        time.sleep(1.8)  # noqa: ASYNC251 - stands still; its catching up looks congested
+        for _ in range(4):  # ticks within the calm period
+            asterisk.variables[OFFERED] = str(int(asterisk.variables.get(OFFERED) or 0) + 50)
+            await asyncio.sleep(0.5)
+        runner.cancel()
+
+    asyncio.run(scenario())
+    assert controller.ceiling == math.inf  # congested all along, yet no ceiling yet
