@@ -53,6 +53,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import sqlalchemy as sa  # noqa: E402
 from support.asterisk import AsteriskSandbox, asterisk_sandbox  # noqa: E402
+from support.call_paths import agi_fallback_file  # noqa: E402
 from support.data import Seeder  # noqa: E402
 from support.engine import EngineProcess, engine_env  # noqa: E402
 from support.postgres import PostgresCluster  # noqa: E402
@@ -413,9 +414,7 @@ def agi_engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) ->
         "CALLCONTROL_SPOOL__PATH": str(workdir / "agi-spool.db"),
         # Hangup reports Asterisk could not deliver (FastAGI connect timed out
         # under overload) are replayed from the node's fallback file: counted.
-        "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(
-            asterisk.layout.root / "var/log/asterisk/callcontrol-agi-cdr.log"
-        ),
+        "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(agi_fallback_file(asterisk.layout.root)),
         "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "1",
     }
     process.log_path = workdir / "agi-engine.log"

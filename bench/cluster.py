@@ -135,19 +135,17 @@ class Rig:
         engines = sum(cpu_seconds(e.proc.pid) for e in self.engines.values() if e.proc)
         return edge, asterisk, engines
 
+    def channels(self) -> int:
+        """Channels in all the nodes' Asterisks now."""
+        total = 0
+        for node in self.cluster.nodes:
+            text = process.cli(self.layout.node(node.name), "core show channels count")
+            total += int(text.split(" active channel")[0].strip().split()[-1])
+        return total
+
     def settle(self) -> None:
         deadline = time.monotonic() + SETTLE_LIMIT_S
-        while time.monotonic() < deadline:
-            busy = any(
-                process.cli(self.layout.node(n.name), "core show channels count")
-                .split(" active channel")[0]
-                .strip()
-                .split()[-1]
-                != "0"
-                for n in self.cluster.nodes
-            )
-            if not busy:
-                return
+        while time.monotonic() < deadline and self.channels():
             time.sleep(0.5)
 
     def run_step(self, nodes: int, rate: int, seconds: int, path: str) -> Step:

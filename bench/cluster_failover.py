@@ -54,7 +54,8 @@ from bench.calls import (  # noqa: E402
 )
 from bench.cluster import EDGE_CALLER, Rig, engine, far_end, node_config, seed  # noqa: E402
 from callcontrol.sandbox import cluster as sandbox_cluster  # noqa: E402
-from callcontrol.sandbox import control, process  # noqa: E402
+from callcontrol.sandbox import cluster_edge, control, process  # noqa: E402
+from callcontrol.sandbox.config import SandboxConfig  # noqa: E402
 from callcontrol.sandbox.layout import SandboxLayout  # noqa: E402
 from provisioning.kamailio_config import ClusterSettings  # noqa: E402
 
@@ -101,33 +102,22 @@ def answered_per_node(rig: Rig, url: str) -> dict[str, int]:
     return counts
 
 
-def channels(rig: Rig) -> int:
-    total = 0
-    for node in rig.cluster.nodes:
-        text = process.cli(rig.layout.node(node.name), "core show channels count")
-        total += int(text.split(" active channel")[0].strip().split()[-1])
-    return total
-
-
 def flags(rig: Rig) -> str:
-    from callcontrol.sandbox import cluster_edge
-
-    text = cluster_edge.rpc(rig.layout.edge_dir, "dispatcher.list")
-    uri = rig.cluster.node(KILLED).sip_uri
-    after = text.split(f"URI: {uri}", 1)
-    return after[1].split("FLAGS:", 1)[1].split()[0] if len(after) == 2 else ""
+    """The dispatcher's flags of the node killed (``A...`` active, ``I...`` inactive)."""
+    uris = {node.name: node.sip_uri for node in rig.cluster.nodes}
+    return cluster_edge.dispatcher_flags(rig.layout.edge_dir, uris).get(KILLED, "")
 
 
-def restart(fault: str, rig: Rig, node: SandboxLayout, configs: dict[str, object]) -> None:
+def restart(fault: str, rig: Rig, node: SandboxLayout, configs: dict[str, SandboxConfig]) -> None:
     """What was killed comes back; the engine re-adopts its calls and writes their CDRs."""
     if fault == "asterisk":
-        control.up(node, configs[KILLED], rig.layout.media)  # type: ignore[arg-type]
+        control.up(node, configs[KILLED], rig.layout.media)
         rig.engines[KILLED].stop()
     rig.engines[KILLED].start()
 
 
 def run_fault(
-    fault: str, rig: Rig, url: str, configs: dict[str, object], args: argparse.Namespace
+    fault: str, rig: Rig, url: str, configs: dict[str, SandboxConfig], args: argparse.Namespace
 ) -> Outcome:
     folder = rig.workdir / f"fault-{fault}"
     folder.mkdir()
@@ -183,7 +173,7 @@ def run_fault(
             node: count - per_node_before.get(node, 0)
             for node, count in answered_per_node(rig, url).items()
         },
-        cdrs=cdr_count(url) - cdrs_before, channels_left=channels(rig),
+        cdrs=cdr_count(url) - cdrs_before, channels_left=rig.channels(),
     )  # fmt: skip
 
 
@@ -214,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(exclusive_asterisk())
         stack.callback(sandbox_cluster.down, layout, cluster)
         engines: dict[str, EngineProcess] = {}
-        configs: dict[str, object] = {}
+        configs: dict[str, SandboxConfig] = {}
         for node in cluster.nodes:
             sandbox_cluster.ensure_node_root(layout.base, layout.node(node.name))
             configs[node.name] = config = node_config(base, cluster, node.name)

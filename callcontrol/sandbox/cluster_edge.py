@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -193,3 +194,14 @@ def edge_counters(folder: Path) -> dict[str, int]:
         if value.strip().isdigit():
             counters[name.removeprefix("script:")] = int(value)
     return counters
+
+
+def dispatcher_flags(folder: Path, node_uris: dict[str, str]) -> dict[str, str]:
+    """Node name -> the dispatcher's flags (``AP`` active, ``IP`` inactive and
+    probing ...), from ``kamcmd dispatcher.list``; ``node_uris``: name -> SIP URI."""
+    text = rpc(folder, "dispatcher.list")
+    names = {uri: name for name, uri in node_uris.items()}
+    return {
+        names.get(uri, uri): flags
+        for uri, flags in re.findall(r"URI: (sip:\S+)\s+FLAGS: (\S+)", text)
+    }

@@ -80,12 +80,8 @@ class Cluster:
 
     def dispatcher_flags(self) -> dict[str, str]:
         """Node name -> the dispatcher's flags (``AP`` active, ``IP`` inactive ...)."""
-        text = cluster_edge.rpc(self.layout.edge_dir, "dispatcher.list")
-        names = {node.sip_uri: node.name for node in self.settings.nodes}
-        found: dict[str, str] = {}
-        for uri, flags in re.findall(r"URI: (sip:\S+)\s+FLAGS: (\S+)", text):
-            found[names.get(uri, uri)] = flags
-        return found
+        uris = {node.name: node.sip_uri for node in self.settings.nodes}
+        return cluster_edge.dispatcher_flags(self.layout.edge_dir, uris)
 
     def start_engine(self, name: str) -> EngineProcess:
         log = self.logs / f"engine-{name}.log"
