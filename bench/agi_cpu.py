@@ -6,10 +6,11 @@ scripted fake Asterisk that speaks FastAGI.
 
 The engine connects ARI to ``bench.fake_asterisk`` (it takes no Stasis call;
 the connection only makes it "active"). Per call the fake opens the
-``inbound`` request (header, then answers every ``SET VARIABLE`` with
-``200 result=1`` until the engine closes), then the ``hangup`` request with
-the arguments the dialplan passes for an answered (forward) or rejected call,
-as Asterisk does, so the CDR write through the spool is in the figure. It
+``inbound`` request (header, then answers every command with
+``200 result=1`` until the engine closes), then appends the hangup handler's
+report line for an answered (forward) or rejected call to the report file,
+as Asterisk does, so reading it and the CDR write through the spool are in
+the figure. It
 reports the engine's CPU per call (``/proc/PID/stat`` from the first call
 until every CDR is in the database, minus the engine's idle CPU) and the time
 the decision took as the fake saw it (connect -> connection closed: what the
@@ -43,6 +44,7 @@ from bench.calls import (  # noqa: E402
 )
 from bench.cpu import Callgrind, FakeAsteriskProcess, engine_process  # noqa: E402
 from callcontrol.agi.plans import HANGUP_ARGS  # noqa: E402
+from callcontrol.agi.reports import PREFIX, SUFFIX  # noqa: E402
 
 DIDS = {"reject": SUSPENDED_DID[1:], "forward": FORWARDED_DID[1:]}
 
@@ -83,19 +85,27 @@ def hangup_args(case: str, did: str) -> tuple[str, ...]:
     return tuple(values[name] for name in HANGUP_ARGS)
 
 
-async def one_call(port: int, case: str, uniqueid: str) -> float:
+def report(folder: Path, uniqueid: str, fields: tuple[str, ...]) -> None:
+    """The hangup handler's ``FILE()`` append: open, one line, close."""
+    name = f"{PREFIX}{time.strftime('%Y%m%d-%H%M')}{SUFFIX}"
+    with (folder / name).open("a") as handle:
+        handle.write(",".join((uniqueid, *fields)) + "\n")
+
+
+async def one_call(port: int, folder: Path, case: str, uniqueid: str) -> float:
     did = DIDS[case]
     decided = await request(port, header("inbound", uniqueid, (did, "4915112345678")))
-    await request(port, header("hangup", uniqueid, hangup_args(case, did)))
+    report(folder, uniqueid, hangup_args(case, did))
     return decided
 
 
-async def load(port: int, case: str, rate: int, calls: int, run: int) -> list[float]:
+async def load(port: int, folder: Path, case: str, rate: int, calls: int, run: int) -> list[float]:
     tasks = []
     began = time.monotonic()
     for n in range(calls):
         await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
-        tasks.append(asyncio.create_task(one_call(port, case, f"{case}{run}{n:06d}.{n}")))
+        uniqueid = f"{case}{run}{n:06d}.{n}"
+        tasks.append(asyncio.create_task(one_call(port, folder, case, uniqueid)))
     return list(await asyncio.gather(*tasks))
 
 
@@ -117,13 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         callgrind = Callgrind(workdir) if args.callgrind else None
         engine = engine_process(fake, db_url, workdir, callgrind.wrapper if callgrind else [], ROOT)
-        engine.env |= {"CALLCONTROL_CALLS__EXECUTOR": "agi", "CALLCONTROL_AGI__PORT": str(port)}
+        reports = workdir / "asterisk-log"
+        reports.mkdir()
+        engine.env |= {
+            "CALLCONTROL_CALLS__EXECUTOR": "agi", "CALLCONTROL_AGI__PORT": str(port),
+            "CALLCONTROL_AGI__CDR_FOLDER": str(reports),
+        }  # fmt: skip
         try:
             engine.start()
             assert engine.proc is not None
             pid = engine.proc.pid
             cdrs = Rig(workdir, None, engine, db_url)  # type: ignore[arg-type]
-            asyncio.run(load(port, "reject", 50, 100, 99))  # warm-up
+            asyncio.run(load(port, reports, "reject", 50, 100, 99))  # warm-up
             time.sleep(2)
             t0, cpu0 = time.monotonic(), cpu_seconds(pid)
             time.sleep(3)
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     if callgrind is not None:
                         callgrind.start_run(pid)
                     cpu0, began = cpu_seconds(pid), time.monotonic()
-                    times = asyncio.run(load(port, case, args.rate, args.calls, run))
+                    times = asyncio.run(load(port, reports, case, args.rate, args.calls, run))
                     deadline = time.monotonic() + 30
                     while cdrs.cdr_count(did) - before < args.calls:
                         if time.monotonic() > deadline:

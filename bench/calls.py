@@ -53,7 +53,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import sqlalchemy as sa  # noqa: E402
 from support.asterisk import AsteriskSandbox, asterisk_sandbox  # noqa: E402
-from support.call_paths import agi_fallback_file  # noqa: E402
+from support.call_paths import agi_report_folder, clear_agi_reports  # noqa: E402
 from support.data import Seeder  # noqa: E402
 from support.engine import EngineProcess, engine_env  # noqa: E402
 from support.postgres import PostgresCluster  # noqa: E402
@@ -412,11 +412,9 @@ def agi_engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) ->
         "CALLCONTROL_CALLS__EXECUTOR": "agi",
         "CALLCONTROL_ARI__APP": asterisk.app + BENCH_AGI_APP_SUFFIX,
         "CALLCONTROL_SPOOL__PATH": str(workdir / "agi-spool.db"),
-        # Hangup reports Asterisk could not deliver (FastAGI connect timed out
-        # under overload) are replayed from the node's fallback file: counted.
-        "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(agi_fallback_file(asterisk.layout.root)),
-        "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "1",
+        "CALLCONTROL_AGI__CDR_FOLDER": str(agi_report_folder(asterisk.layout.root)),
     }
+    clear_agi_reports(asterisk.layout.root)
     process.log_path = workdir / "agi-engine.log"
     return process
 

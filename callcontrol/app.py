@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcontrol.agi.executor import AgiExecutor, MediaFolders
+from callcontrol.agi.reports import HangupReports
 from callcontrol.agi.server import AgiServer
 from callcontrol.ari import events as ari_events
 from callcontrol.ari.client import AriClient
@@ -373,10 +374,13 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
     voicemail go through the same spooled ports."""
     settings, spooled, part = app[SETTINGS], app[SPOOLED], app[SETTINGS].agi
     jobs = TaskSupervisor("agi-jobs")
+    reports = HangupReports(part.cdr_folder, keep_s=part.cdr_keep_s)
     executor = AgiExecutor(
         router=call_router(settings, app[SESSIONS]),
-        ledger=CountingLedger(spooled.ledger, metrics=app[CALL_METRICS]),
-        voicemail=spooled.voicemail, jobs=jobs,
+        # The report files are the journal: a batch is committed once its CDRs are stored
+        # or spooled, so the ledger's own write-ahead journal would be a second copy.
+        ledger=CountingLedger(spooled.ledger.without_journal(), metrics=app[CALL_METRICS]),
+        voicemail=spooled.voicemail,
         media=MediaFolders(settings.media.root, settings.media.asterisk_path("")),
         intake_lag=app[INTAKE_LAG],
     )  # fmt: skip
@@ -386,18 +390,10 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
         header_timeout_s=part.header_timeout_s, command_timeout_s=part.command_timeout_s,
     )  # fmt: skip
     await server.start()
-    replay = None
-    if part.cdr_fallback_path is not None:
-        replay = jobs.spawn(
-            executor.replay_fallback_every(part.cdr_fallback_path, part.cdr_fallback_every_s),
-            name="agi-cdr-fallback",
-        )
+    jobs.spawn(executor.read_reports(reports, part.cdr_read_every_s), name="agi-hangup-reports")
     yield
-    if replay is not None:
-        replay.cancel()
     await server.close()
-    await jobs.drain(seconds=5.0)  # CDR writes of calls that just ended
-    await jobs.close()
+    await jobs.close()  # the reader stops: a batch not committed is read by the next engine
 
 
 async def _billing(app: web.Application) -> AsyncIterator[None]:

@@ -58,6 +58,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from callcontrol.app import build_app, new_event_loop
     from callcontrol.logs import configure_logging
 
+    if settings.calls.executor == "agi" and not settings.agi.cdr_folder.is_dir():
+        raise SettingsError(
+            f"bad setting CALLCONTROL_AGI__CDR_FOLDER={str(settings.agi.cdr_folder)!r}: not a "
+            "folder; the FastAGI dialplan leaves each call's report there (Asterisk's "
+            "/var/log/asterisk as this engine sees it)"
+        )
     configure_logging(settings.log_level, settings.log_format)
     web.run_app(
         build_app(settings),

@@ -146,11 +146,15 @@ class AgiSettings(_Part):
     port: int = Field(default=4573, ge=1, le=65535)
     header_timeout_s: float = Field(default=5.0, gt=0, le=60)
     command_timeout_s: float = Field(default=5.0, gt=0, le=60)
-    cdr_fallback_path: Path | None = None
-    """The dialplan's fallback file as this engine sees it (Asterisk writes
-    ``/var/log/asterisk/callcontrol-agi-cdr.log`` when the engine is unreachable
-    at hang-up); replayed into CDRs at start and every ``cdr_fallback_every_s``."""
-    cdr_fallback_every_s: float = Field(default=30.0, gt=0)
+    cdr_folder: Path = Path("/var/log/asterisk")
+    """Asterisk's log folder as this engine sees it: the FastAGI dialplan's
+    hangup handler appends each call's report to ``callcontrol-agi-<minute>.cdr``
+    there, and the engine turns the lines into CDRs (``callcontrol/agi/reports.py``).
+    The engine must be able to read, write and remove files in it."""
+    cdr_read_every_s: float = Field(default=0.25, gt=0, le=60)
+    """How often the report files are read: the most a CDR waits after its call."""
+    cdr_keep_s: float = Field(default=60.0, ge=1, le=86_400)
+    """A report file read to its end is removed once unchanged this long."""
 
 
 class BillingSettings(_Part):

@@ -5,23 +5,23 @@ the CDR (and the voicemail), written through the engine's spooled ports.
 Rules kept here:
 - decisions come from the same ``DirectionRouter`` as the ARI engine's, so
   both executors run the same pure plans (``decide_inbound``/``decide_outbound``);
-- ``CC_ACTION`` is set last, alone, once every other variable was confirmed
-  (those go in one ``EXEC MSet``: two round trips per decision): a request
-  that fails half-way leaves the call undecided, and the dialplan retries,
-  then answers 503 (never a half plan);
-- the hangup request is answered (its connection closed) at once, so the
-  caller's final response is not held up; the CDR write and the voicemail
-  delivery run as supervised jobs. The ledger is the spooling one: a database
-  outage costs a CDR nothing;
-- a hangup for a call this process did not decide (it restarted in between)
+- a plan is one ``EXEC MSet`` (one round trip per decision) whose last
+  variable is ``CC_ACTION``. res_agi runs even a line cut short by EOF, so a
+  request that fails half-way can leave some variables set but never a valid
+  action (no action word is a prefix of another); the dialplan goes on only
+  when ``callcontrol-agi-run`` has the action, else it retries, then answers
+  503 (never a half plan);
+- a call's end costs no request: the hangup handler appends a line to the
+  node's report file (``callcontrol/agi/reports.py``), and ``read_reports``
+  turns each line into the CDR (and the voicemail) through the spooled ports:
+  a database outage costs a CDR nothing, and so does an engine that is down
+  when the call ends (its line waits in the file). The ledger needs no journal
+  of its own here: a batch of lines is committed only once each CDR is with
+  the ledger, so a crash in between reads them again, which is harmless (a
+  CDR's id is its call's id and stored once);
+- a report of a call this process did not decide (it restarted in between)
   is routed again from the facts the dialplan passes (direction, number,
-  party) for its CDR; the dialplan's ``CC_START`` keeps the real start time;
-- a hangup report Asterisk could not deliver (the engine was down) is a line
-  in the node's fallback file (``FILE()`` in the hangup handler);
-  ``replay_fallback`` turns each into its CDR the same way. The file is renamed
-  before it is read (Asterisk appends to a new one meanwhile) and removed only
-  once every line was handed to the ledger; a crash in between replays it
-  again, which is harmless: a CDR's id is its call's id and stored once.
+  party) for its CDR; the dialplan's ``CC_START`` keeps the real start time.
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ import structlog
 from callcontrol.agi.plans import (
     HangupFacts,
     agi_call_record,
-    parse_hangup_facts,
+    parse_hangup_line,
     plan_variables,
 )
-from callcontrol.agi.protocol import set_variable, set_variables
+from callcontrol.agi.protocol import set_variables
+from callcontrol.agi.reports import HangupReports
 from callcontrol.agi.server import AgiHandler, AgiSession
 from callcontrol.domain.call_events import CallRecord
 from callcontrol.domain.contract import parse_hops, safe_id
 from callcontrol.domain.vocabulary import CallDirection, Disposition
 from callcontrol.engine.ports import CallLedger, VoicemailBox
 from callcontrol.engine.routers import RoutedCall
-from callcontrol.engine.supervisor import TaskSupervisor
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,6 @@ class AgiExecutor:
         router: NumberRouter,
         ledger: CallLedger,
         voicemail: VoicemailBox,
-        jobs: TaskSupervisor,
         media: MediaFolders,
         intake_lag: IntakeObserver | None = None,
     ) -> None:
@@ -106,7 +105,6 @@ class AgiExecutor:
         self._intake_lag = intake_lag
         self._ledger = ledger
         self._voicemail = voicemail
-        self._jobs = jobs
         self._media = media
         self._decided: OrderedDict[str, _Decided] = OrderedDict()
         self.calls_decided = 0
@@ -114,7 +112,7 @@ class AgiExecutor:
 
     def handlers(self) -> dict[str, AgiHandler]:
         """The scripts the dialplan asks for: ``agi://host:port/<script>``."""
-        return {"inbound": self.inbound, "outbound": self.outbound, "hangup": self.hangup}
+        return {"inbound": self.inbound, "outbound": self.outbound}
 
     def prepare(self) -> None:
         """Make the folder Record() writes into (Asterisk does not create it)."""
@@ -142,12 +140,9 @@ class AgiExecutor:
         variables = plan_variables(
             routed.decision, voicemail_file=self._media.asterisk_file(f"vm-{call_key}")
         )
-        action = variables.pop("CC_ACTION")
         self._remember(call_key, _Decided(routed, started))
         try:
-            if variables:
-                await session.command(set_variables(variables))
-            await session.command(set_variable("CC_ACTION", action))
+            await session.command(set_variables(variables))  # CC_ACTION last (module notes)
         except BaseException:
             self._decided.pop(call_key, None)
             raise
@@ -157,13 +152,6 @@ class AgiExecutor:
         self._decided[call_key] = decided
         while len(self._decided) > _MAX_PENDING:  # hangups that never came
             self._decided.popitem(last=False)
-
-    async def hangup(self, session: AgiSession) -> None:
-        header = session.header
-        call_key = safe_id(header.get("uniqueid"))
-        facts = parse_hangup_facts(header.args, received_at=datetime.now(UTC))
-        decided = self._decided.pop(call_key, None)
-        self._jobs.spawn(self._finish(call_key, facts, decided), name=f"agi-cdr-{call_key}")
 
     async def _finish(self, call_key: str, facts: HangupFacts, decided: _Decided | None) -> None:
         if decided is None:
@@ -187,30 +175,46 @@ class AgiExecutor:
         if record.disposition is Disposition.VOICEMAIL and record.number_id is not None:
             await self._deliver_voicemail(record, record.number_id, f"vm-{call_key}")
 
-    async def replay_fallback(self, path: Path) -> int:
-        """CDRs of the hangup reports the dialplan kept in ``path``; how many."""
-        lines = await asyncio.to_thread(_take_lines, path)
-        if lines is None:
-            return 0
-        now = datetime.now(UTC)
-        for line in lines:
-            uniqueid, _, rest = line.partition(",")
-            if not uniqueid:
-                continue
-            facts = parse_hangup_facts(tuple(rest.split(",")), received_at=now)
-            await self._finish(safe_id(uniqueid), facts, self._decided.pop(safe_id(uniqueid), None))
-        await asyncio.to_thread(_taking(path).unlink)
-        if lines:
-            log.info("agi_fallback_replayed", path=str(path), calls=len(lines))
-        return len(lines)
-
-    async def replay_fallback_every(self, path: Path, seconds: float) -> None:
+    async def read_reports(self, reports: HangupReports, every_s: float) -> None:
+        """Turn the node's hangup reports into CDRs as they come, every ``every_s``."""
         while True:
             try:
-                await self.replay_fallback(path)
+                await self.finish_reported(reports)
             except OSError as exc:
-                log.warning("agi_fallback_unreadable", path=str(path), error=str(exc))
-            await asyncio.sleep(seconds)
+                log.warning("agi_reports_unreadable", folder=str(reports.folder), error=str(exc))
+            await asyncio.sleep(every_s)
+
+    async def finish_reported(self, reports: HangupReports) -> int:
+        """The CDRs of the reports not read yet; how many reports were read.
+
+        The batch is committed only once every one of its CDRs is with the
+        ledger (stored, or in the spool); if any failed (a call decided by an
+        earlier engine, routed again while the database is away), the whole
+        batch is read again next time: a CDR already stored is not stored twice."""
+        batch = await asyncio.to_thread(reports.take)
+        if batch.lines:
+            now = datetime.now(UTC)
+            results = await asyncio.gather(
+                *(self._finish_line(line, now) for line in batch.lines), return_exceptions=True
+            )
+            failed = [result for result in results if isinstance(result, BaseException)]
+            if failed:
+                log.warning(
+                    "agi_reports_held", reports=len(batch.lines), failed=len(failed),
+                    error=f"{type(failed[0]).__name__}: {failed[0]}"[:300],
+                )  # fmt: skip
+                return 0
+        await asyncio.to_thread(reports.commit, batch)
+        return len(batch.lines)
+
+    async def _finish_line(self, line: str, received_at: datetime) -> None:
+        parsed = parse_hangup_line(line, received_at=received_at)
+        if parsed is None:
+            log.warning("agi_report_unreadable", line=line[:200])
+            return
+        uniqueid, facts = parsed
+        call_key = safe_id(uniqueid)
+        await self._finish(call_key, facts, self._decided.pop(call_key, None))
 
     async def _route_again(self, facts: HangupFacts) -> _Decided | None:
         try:
@@ -241,19 +245,3 @@ def _epoch_s(raw: str) -> float | None:
     except ValueError:
         return None
     return value if value > 0 and math.isfinite(value) else None
-
-
-def _taking(path: Path) -> Path:
-    return path.with_name(path.name + ".replaying")
-
-
-def _take_lines(path: Path) -> list[str] | None:
-    """The fallback file's lines, renamed first (a file left by a replay that
-    did not finish is taken as it is); None when there is none."""
-    taken = _taking(path)
-    if not taken.exists():
-        try:
-            path.rename(taken)
-        except FileNotFoundError:
-            return None
-    return taken.read_text("utf-8", errors="replace").splitlines()

@@ -4,7 +4,8 @@ The FastAGI executor carries out the same decisions as the ARI engine
 (``decide_inbound``/``decide_outbound``), but Asterisk's dialplan does the
 work (dialplan/extensions_callcontrol_agi.conf). The contract with it:
 
-``plan_variables`` (set by the ``inbound``/``outbound`` request):
+``plan_variables`` (set by the ``inbound``/``outbound`` request, in one
+``EXEC MSet`` whose last variable is ``CC_ACTION``):
 - ``CC_ACTION``: ``reject`` (``CC_CAUSE`` is the Q.850 cause to hang up with),
   ``forward`` (ring the ``CC_STEPS`` dial steps in order, then voicemail if
   ``CC_VOICEMAIL`` is 1) or ``voicemail`` (nothing to ring);
@@ -19,7 +20,7 @@ work (dialplan/extensions_callcontrol_agi.conf). The contract with it:
 - ``CC_LEG_HOPS``: ``X-CallControl-Hops`` of every leg (the plan's hops + 1),
   added by ``Dial()``'s pre-dial handler (``callcontrol-agi-leg``).
 
-``HangupFacts`` (the ``hangup`` request's arguments, from the hangup handler)
+``HangupFacts`` (the hangup handler's report line, ``REPORT_FIELDS``)
 become the call's ``CallRecord`` in ``agi_call_record`` with the rules of
 ``domain/inbound_call.py``: any leg busy -> busy (17), else any no answer ->
 no answer (19), else failed (34); the caller gone before the end -> abandoned.
@@ -78,7 +79,7 @@ def _step_options(step: tuple[PlannedLeg, ...]) -> str:
 def plan_variables(decision: ForwardingPlan | Reject, *, voicemail_file: str) -> dict[str, str]:
     """The channel variables that carry ``decision`` out (module notes)."""
     if isinstance(decision, Reject):
-        return {"CC_ACTION": ACTION_REJECT, "CC_CAUSE": str(decision.cause)}
+        return {"CC_CAUSE": str(decision.cause), "CC_ACTION": ACTION_REJECT}
     steps = dial_steps(decision)
     variables = {
         "CC_ACTION": ACTION_FORWARD if steps else ACTION_VOICEMAIL,
@@ -106,6 +107,7 @@ def plan_variables(decision: ForwardingPlan | Reject, *, voicemail_file: str) ->
             variables["CC_WITHHOLD"] = "1"
         else:
             variables["CC_CALLERID"] = decision.caller_id
+    variables["CC_ACTION"] = variables.pop("CC_ACTION")  # last: the dialplan's "decided"
     return variables
 
 
@@ -260,22 +262,34 @@ def _ms(start: datetime, end: datetime) -> int:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
-# ---- the hangup request's arguments ------------------------------------------------
+# ---- the hangup report's fields ---------------------------------------------------
 
-HANGUP_ARGS = (
-    "CC_STEP", "CC_T1", "CC_R1", "CC_T2", "CC_R2", "DIALSTATUS", "DIALEDTIME_MS",
+REPORT_FIELDS = (
+    "UNIQUEID", "CC_STEP", "CC_T1", "CC_R1", "CC_T2", "CC_R2", "DIALSTATUS", "DIALEDTIME_MS",
     "ANSWEREDTIME_MS", "DIALEDPEERNUMBER", "HANGUPCAUSE", "CC_PHASE", "CC_VM_AT", "CC_NOW",
     "CC_START", "CC_DIRECTION", "CC_NUMBER", "CC_PARTY",
 )  # fmt: skip
-"""The hangup handler's ``AGI(.../hangup,...)`` arguments, in order (the
-dialplan lists the same names). ``CC_T<n>``: when step *n* began;
-``CC_R<n>``: ``STATUS|dialed_ms|answered_ms|peer`` once its ``Dial()``
-returned; ``CC_START``, ``CC_DIRECTION``, ``CC_NUMBER``, ``CC_PARTY`` (caller
-or SIP account) let an engine that did not take the decision (restarted in
-between) route the call again for its CDR. A ``Dial()`` the caller ended
-(hang-up while ringing or talking) never returns to the dialplan: its result
-is the channel's own DIALSTATUS,
-DIALEDTIME_MS, ANSWEREDTIME_MS and DIALEDPEERNUMBER at hang-up time."""
+"""The hangup handler's report line (``callcontrol/agi/reports.py``): these
+variables, comma-separated, in this order (the dialplan lists the same names).
+``CC_T<n>``: when step *n* began; ``CC_R<n>``: ``STATUS|dialed_ms|answered_ms|peer``
+once its ``Dial()`` returned; ``CC_START``, ``CC_DIRECTION``, ``CC_NUMBER``,
+``CC_PARTY`` (caller or SIP account) let an engine that did not take the
+decision (restarted in between) route the call again for its CDR. A ``Dial()``
+the caller ended (hang-up while ringing or talking) never returns to the
+dialplan: its result is the channel's own DIALSTATUS, DIALEDTIME_MS,
+ANSWEREDTIME_MS and DIALEDPEERNUMBER at hang-up time. ``CC_PARTY`` is last:
+a caller number with a comma in it stays whole."""
+HANGUP_ARGS = REPORT_FIELDS[1:]
+"""The facts after the call's ``UNIQUEID``."""
+
+
+def parse_hangup_line(line: str, *, received_at: datetime) -> tuple[str, HangupFacts] | None:
+    """The call's id and facts from one report line; None for a line with no id."""
+    uniqueid, _, rest = line.strip("\r").partition(",")
+    if not uniqueid:
+        return None
+    fields = tuple(rest.split(",", len(HANGUP_ARGS) - 1))
+    return uniqueid, parse_hangup_facts(fields, received_at=received_at)
 
 
 def _epoch(raw: str) -> datetime | None:
@@ -300,7 +314,7 @@ def _step(started: datetime | None, fields: list[str]) -> StepResult | None:
 
 
 def parse_hangup_facts(args: tuple[str, ...], *, received_at: datetime) -> HangupFacts:
-    """``HangupFacts`` from the hangup request's arguments (``HANGUP_ARGS``)."""
+    """``HangupFacts`` from a report's fields after its ``UNIQUEID`` (``HANGUP_ARGS``)."""
     values = dict(zip(HANGUP_ARGS, (*args, *([""] * len(HANGUP_ARGS))), strict=False))
     live = [values[name] for name in ("DIALSTATUS", "DIALEDTIME_MS", "ANSWEREDTIME_MS")]
     live.append(values["DIALEDPEERNUMBER"])

@@ -179,6 +179,13 @@ class SpoolingLedger:
         self._timeout_s = timeout_s
         self._journal_file = journal
 
+    def without_journal(self) -> SpoolingLedger:
+        """The same ledger for a caller whose source is its own journal (it
+        hands a record over again after a crash): no write-ahead copy."""
+        return SpoolingLedger(
+            self._ledger, spool=self._spool, writes=self._writes, timeout_s=self._timeout_s
+        )
+
     async def record_call(self, record: CallRecord) -> None:
         """The record is in the write-ahead journal (if any) until it is committed
         or spooled: an engine killed meanwhile leaves it there for ``recover``."""

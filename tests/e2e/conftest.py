@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import AsteriskSandbox, asterisk_sandbox, default_config, realtime_url_for
-from support.call_paths import AGI_PORT, ARI_CARRIER, CallPath, agi_fallback_file
+from support.call_paths import (
+    AGI_PORT,
+    ARI_CARRIER,
+    CallPath,
+    agi_report_folder,
+    clear_agi_reports,
+)
 from support.data import Seeder
 from support.engine import EngineProcess, engine_env, free_port
 from support.smtp import SmtpSink
@@ -73,18 +79,14 @@ def agi_engine(
     """An engine with ``calls.executor=agi`` answering the bed's FastAGI dialplan,
     under an ARI app of its own (it never takes the ARI engine's calls)."""
     logs = tmp_path_factory.mktemp("agi-engine")
-    fallback = agi_fallback_file(asterisk.layout.root)
-    for stale in (fallback, fallback.with_suffix(".log.replaying")):
-        stale.unlink(missing_ok=True)  # another run's reports, of another database
+    clear_agi_reports(asterisk.layout.root)
     env = engine_env(asterisk, db_url, spool=logs / "spool.db", smtp_port=smtp.port)
     env |= {
         "CALLCONTROL_ARI__APP": asterisk.app + BENCH_AGI_APP_SUFFIX,
         "CALLCONTROL_CALLS__EXECUTOR": "agi",
         "CALLCONTROL_AGI__HOST": "127.0.0.1",
         "CALLCONTROL_AGI__PORT": str(AGI_PORT),
-        # Where the dialplan keeps hangup reports while the engine is down.
-        "CALLCONTROL_AGI__CDR_FALLBACK_PATH": str(fallback),
-        "CALLCONTROL_AGI__CDR_FALLBACK_EVERY_S": "0.5",
+        "CALLCONTROL_AGI__CDR_FOLDER": str(agi_report_folder(asterisk.layout.root)),
     }
     process = EngineProcess(env=env, log_path=logs / "engine.log")
     process.start()

@@ -4,8 +4,8 @@ Every call flow (reject, forward, sequential, simultaneous, greeting,
 voicemail, the PSTN cap, outbound CallerID, hops) runs with both executors in
 the call-flow modules (the ``call_path`` fixture, tests/support/call_paths.py).
 Here: the engine not reachable when a call arrives (the dialplan answers 503,
-not 603), and the engine not reachable when a call ends (the hangup report is
-kept in the node's fallback file and becomes the CDR once the engine is back).
+not 603), and the engine not reachable when a call ends (its hangup report
+waits in the node's report file and becomes the CDR once the engine is back).
 The carrier at 127.0.0.8 lands in the bed's FastAGI dialplan; far ends are
 127.0.0.3:5080.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.asterisk import AsteriskSandbox
-from support.call_paths import agi_fallback_file
+from support.call_paths import agi_report_folder
 from support.data import Seeder
 from support.engine import EngineProcess
 from support.sipp import Sipp
@@ -54,9 +54,9 @@ def test_engine_not_running_gives_503_not_603(
 def test_a_call_that_ends_while_the_engine_is_down_still_leaves_its_cdr(
     agi_engine: EngineProcess, asterisk: AsteriskSandbox, data: Seeder, workdir: Path
 ) -> None:
-    """The hangup handler cannot reach the engine: the dialplan keeps the report in
-    the node's fallback file, and the engine, back, turns it into the CDR."""
-    fallback = agi_fallback_file(asterisk.layout.root)
+    """The call ends while no engine runs: its hangup report waits in the node's
+    report file, and the engine, back, reads it and writes the CDR."""
+    folder = agi_report_folder(asterisk.layout.root)
     did = data.number(
         data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
     )
@@ -72,13 +72,18 @@ def test_a_call_that_ends_while_the_engine_is_down_still_leaves_its_cdr(
     try:
         assert caller.wait(20).ok
         assert far.wait(15).ok
-        assert fallback.exists(), "the hangup report was kept on the node"
+        reported = [
+            line
+            for path in folder.glob("callcontrol-agi-*.cdr")
+            for line in path.read_text().splitlines()
+            if f",{did}," in line
+        ]
+        assert len(reported) == 1, "the call's report waits on the node"
         assert data.cdrs_for(did) == []
     finally:
         agi_engine.start()
     cdr = data.wait_for_cdr(did)
     assert cdr["disposition"] == "answered" and cdr["talk_ms"] >= 3000, cdr
-    assert not fallback.exists()
 
 
 def _wait_for_bridged_call(asterisk: AsteriskSandbox, timeout_s: float = 10) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from callcontrol.agi.reports import OFFSETS_FILE, PREFIX, SUFFIX
 from support.engine import EngineProcess
 
 ARI_CARRIER = "127.0.0.2"
@@ -39,6 +40,14 @@ class CallPath:
         return self.outbound_prefix + dialled
 
 
-def agi_fallback_file(asterisk_root: Path) -> Path:
-    """Where the FastAGI dialplan keeps hangup reports while the engine is down."""
-    return asterisk_root / "var/log/asterisk/callcontrol-agi-cdr.log"
+def agi_report_folder(asterisk_root: Path) -> Path:
+    """Where the bed's FastAGI dialplan appends each call's hangup report
+    (``/var/log/asterisk`` in the chroot), as the engine sees it."""
+    return asterisk_root / "var/log/asterisk"
+
+
+def clear_agi_reports(asterisk_root: Path) -> None:
+    """Another run's reports (of another database) and the reader's offsets."""
+    folder = agi_report_folder(asterisk_root)
+    for stale in (*folder.glob(f"{PREFIX}*{SUFFIX}"), folder / OFFSETS_FILE):
+        stale.unlink(missing_ok=True)

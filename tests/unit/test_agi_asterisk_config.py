@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from callcontrol.agi.plans import REPORT_FIELDS
+from callcontrol.agi.reports import dialplan_report_path
 from callcontrol.domain.contract import INBOUND_CONTEXT, OUTBOUND_CONTEXT
 from callcontrol.sandbox.config import SandboxConfig, rendered_files
 from callcontrol.sandbox.layout import project_dir
@@ -37,7 +39,11 @@ def test_the_agi_executor_renders_the_fastagi_dialplan_in_the_same_contexts() ->
     assert f"[{INBOUND_CONTEXT}]" in dialplan and f"[{OUTBOUND_CONTEXT}]" in dialplan
     assert "Stasis(" not in dialplan
     assert "AGI(agi://10.20.0.5:4599/${CC_DIRECTION}" in dialplan
-    assert "AGI(agi://10.20.0.5:4599/hangup," in dialplan
+    requests = re.findall(r"^[^;\n].*\bAGI\(", dialplan, re.M)
+    assert len(requests) == 1, "one request per call: its end is a report line"
+    path = dialplan_report_path("/var/log/asterisk")  # the file the engine's reader looks for
+    report = re.search(rf"Set\(FILE\({re.escape(path)},,,al,u\)=(.*)\)$", dialplan, re.M)
+    assert report[1] == ",".join(f"${{{name}}}" for name in REPORT_FIELDS), "the engine's fields"
     assert not re.search(r"\{\{[A-Z0-9_]+\}\}", "".join(files.values()))
     assert files["pjsip.conf"] == render()["pjsip.conf"], "pjsip.conf does not depend on it"
     assert "extensions_callcontrol_agi.conf" not in files
@@ -56,7 +62,15 @@ def test_the_default_executor_is_ari_and_renders_no_agi() -> None:
 
 def test_the_modules_the_fastagi_dialplan_needs_are_loaded() -> None:
     modules = render(calls={"executor": "agi"})["modules.conf"]
-    for module in ("res_agi", "res_speech", "app_stack", "app_record", "func_logic", "func_env"):
+    for module in (
+        "res_agi",
+        "res_speech",
+        "app_stack",
+        "app_record",
+        "func_logic",
+        "func_env",
+        "func_dialplan",
+    ):
         assert re.search(rf"^(load|require) = {module}\.so$", modules, re.M), module
 
 

@@ -11,10 +11,12 @@ import pytest
 from callcontrol.agi.plans import (
     HANGUP_ARGS,
     PHASE_DONE,
+    REPORT_FIELDS,
     HangupFacts,
     StepResult,
     agi_call_record,
     parse_hangup_facts,
+    parse_hangup_line,
     plan_variables,
 )
 from callcontrol.agi.protocol import (
@@ -258,6 +260,18 @@ def test_hangup_arguments_take_a_dial_the_caller_ended_from_the_live_variables()
         "4915112345678",
     )
     assert parsed.hangup_cause == 16
+
+
+def test_a_report_line_gives_the_call_id_and_keeps_a_caller_with_commas_whole() -> None:
+    values = dict.fromkeys(REPORT_FIELDS, "")
+    values |= {"UNIQUEID": "1764694800.17", "CC_PHASE": "done", "CC_NUMBER": "+4930123456",
+               "CC_PARTY": "49,151,12"}  # fmt: skip
+    parsed = parse_hangup_line(",".join(values.values()), received_at=T0)
+    assert parsed is not None
+    uniqueid, facts = parsed
+    assert uniqueid == "1764694800.17"
+    assert (facts.phase, facts.number, facts.party) == ("done", "+4930123456", "49,151,12")
+    assert parse_hangup_line(",done", received_at=T0) is None, "no call id: not a report"
 
 
 def test_hangup_arguments_missing_or_garbled_still_give_facts() -> None:

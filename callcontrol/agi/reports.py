@@ -1,0 +1,156 @@
+"""The hangup reports the FastAGI dialplan appends on the node, read as they come.
+
+The dialplan's hangup handler appends one line per decided call to
+``<folder>/callcontrol-agi-<YYYYmmdd-HHMM>.cdr`` (``FILE()`` in append and line
+mode: open, one ``write()``, close; the minute is Asterisk's local time). This
+costs the call no connection to the engine, and a call that ends while the
+engine is down leaves its line all the same: the file is the node's journal of
+ended calls, and the engine is its reader. Rules kept here:
+
+- only complete lines (ended by ``\\n``) are taken; a line still being written
+  waits for its end;
+- what was taken is remembered per file (name, inode, offset) only once the
+  caller ``commit``s the batch, in ``<folder>/callcontrol-agi.offsets`` (JSON,
+  replaced atomically): a restarted engine goes on where the last one
+  committed, and a batch taken but not committed (a crash, a failed CDR write)
+  is taken again. Taking a line twice is harmless: a CDR is stored once per
+  call id;
+- a file is removed once it was committed to its end and has not changed for
+  ``keep_s``: its minute is over, and no writer still has it. A line written
+  to a removed file's name afterwards (a writer that stood still that long)
+  makes a new file, read from its start;
+- a file that shrank or whose inode changed is read again from its start.
+
+Pure file I/O, synchronous: the executor runs ``take`` and ``commit`` in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "callcontrol-agi-"
+SUFFIX = ".cdr"
+OFFSETS_FILE = "callcontrol-agi.offsets"
+_MAX_TAKE_BYTES = 4 * 1024 * 1024
+"""At most this much is taken from one file per batch (a backlog is read in steps)."""
+
+
+def dialplan_report_path(asterisk_folder: str) -> str:
+    """The ``FILE()`` path the dialplan appends to (``asterisk_folder`` as Asterisk sees it)."""
+    return f"{asterisk_folder.rstrip('/')}/{PREFIX}${{STRFTIME(,,%Y%m%d-%H%M)}}{SUFFIX}"
+
+
+@dataclass(slots=True)
+class _Mark:
+    inode: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportBatch:
+    """Lines taken, and where each file stands once they are committed."""
+
+    lines: list[str]
+    marks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """file name -> (inode, offset after the batch's last line)."""
+
+
+class HangupReports:
+    def __init__(
+        self, folder: Path, *, keep_s: float = 60.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._folder = folder
+        self._keep_s = keep_s
+        self._clock = clock
+        self._marks: dict[str, _Mark] = {}
+        self._loaded = False
+        self._dirty = False
+
+    @property
+    def folder(self) -> Path:
+        return self._folder
+
+    def take(self) -> ReportBatch:
+        """The complete lines not committed yet, oldest file first."""
+        self._load()
+        lines: list[str] = []
+        marks: dict[str, tuple[int, int]] = {}
+        for path in sorted(self._folder.glob(f"{PREFIX}*{SUFFIX}")):
+            try:
+                with path.open("rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    mark = self._marks.get(path.name)
+                    start = mark.offset if mark and mark.inode == stat.st_ino else 0
+                    if start > stat.st_size:  # the file was cut or replaced: from its start
+                        start = 0
+                    if start == stat.st_size:
+                        continue
+                    handle.seek(start)
+                    chunk = handle.read(_MAX_TAKE_BYTES)
+            except FileNotFoundError:
+                continue
+            end = chunk.rfind(b"\n") + 1
+            if end == 0:
+                continue  # a line being written: wait for its end
+            lines += chunk[:end].decode("utf-8", errors="replace").splitlines()
+            marks[path.name] = (stat.st_ino, start + end)
+        return ReportBatch(lines, marks)
+
+    def commit(self, batch: ReportBatch) -> None:
+        """Remember the batch as done, then remove the files that are finished."""
+        for name, (inode, offset) in batch.marks.items():
+            self._marks[name] = _Mark(inode, offset)
+        self._remove_finished()
+        if batch.marks or self._dirty:
+            self._save()
+
+    def _remove_finished(self) -> None:
+        now = self._clock()
+        for name, mark in list(self._marks.items()):
+            path = self._folder / name
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                del self._marks[name]
+                self._dirty = True
+                continue
+            finished = stat.st_ino == mark.inode and stat.st_size == mark.offset
+            if finished and now - stat.st_mtime >= self._keep_s:
+                path.unlink(missing_ok=True)
+                del self._marks[name]
+                self._dirty = True
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        path = self._folder / OFFSETS_FILE
+        try:
+            raw = json.loads(path.read_text("utf-8"))
+            self._marks = {
+                str(name): _Mark(int(value[0]), int(value[1])) for name, value in raw.items()
+            }
+        except FileNotFoundError:
+            return
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # Unreadable: every file is read from its start (CDRs are stored once).
+            log.warning("agi_offsets_unreadable", path=str(path), error=str(exc))
+            self._marks = {}
+
+    def _save(self) -> None:
+        path = self._folder / OFFSETS_FILE
+        temporary = path.with_name(path.name + ".new")
+        data = {name: [mark.inode, mark.offset] for name, mark in self._marks.items()}
+        temporary.write_text(json.dumps(data), "utf-8")
+        os.replace(temporary, path)
+        self._dirty = False
