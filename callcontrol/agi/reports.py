@@ -21,8 +21,8 @@ ended calls, and the engine is its reader. Rules kept here:
   makes a new file, read from its start;
 - a file that shrank or whose inode changed is read again from its start.
 
-Pure file I/O, synchronous: the executor runs ``take`` and ``commit`` in a
-worker thread.
+Plain synchronous file I/O on a local folder (a few KB per batch): the
+executor calls ``take`` and ``commit`` from its loop.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
+import uvloop
 
 from callcontrol.agi.protocol import AgiCommandError, AgiProtocolError, get_variable, set_variable
 from callcontrol.agi.server import AgiServer, AgiSession
@@ -191,3 +193,20 @@ async def _until(condition: object, timeout_s: float = 2.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        test_a_request_reaches_its_handler_and_commands_get_their_replies,
+        test_a_client_gone_mid_header_is_dropped_without_calling_the_handler,
+        test_an_oversized_header_is_refused_and_the_connection_closed,
+        test_a_command_without_reply_times_out_and_ends_only_that_request,
+        test_closing_the_server_ends_requests_still_running,
+    ],
+)
+def test_the_same_on_uvloop(case: Callable[[], Awaitable[None]]) -> None:
+    """The engine runs uvloop (whose transports are not ``asyncio.Transport``
+    subclasses); the cases above run on asyncio's own loop."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(case(), 10))
