@@ -542,6 +542,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paths", default="twin,engine", help="any of twin,agi,engine")
     parser.add_argument("--json", type=Path, default=None, help="also write the steps as JSON")
     parser.add_argument(
+        "--warmup-s", type=int, default=3, help="uncounted calls at 50/s per engine first (0: none)"
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (SIPp files, logs)"
     )
     return parser.parse_args(argv)
@@ -578,6 +581,14 @@ def main(argv: list[str] | None = None) -> int:
             rig.measure_idle()
             rig_idle[0] = rig.engine_idle_cpu
             print(f"bench: engine idle CPU {rig.engine_idle_cpu * 100:.1f} % of a core", flush=True)
+            if args.warmup_s:
+                # Not counted: an engine's first calls pay for lazy imports, compiled
+                # statements and new connections, which the first rate would carry alone.
+                for case in cases:
+                    for path in paths:
+                        if path != "twin":
+                            rig.run_step(50, args.warmup_s, case, path)
+                print(f"bench: warmed up ({args.warmup_s} s at 50/s per path)", flush=True)
             for rate in rates:
                 for case in cases:
                     for path in paths:
