@@ -50,8 +50,10 @@ def dialplan_report_path(asterisk_folder: str) -> str:
     return f"{asterisk_folder.rstrip('/')}/{PREFIX}${{STRFTIME(,,%Y%m%d-%H%M)}}{SUFFIX}"
 
 
-@dataclass(slots=True)
-class _Mark:
+@dataclass(frozen=True, slots=True)
+class FileMark:
+    """How far a report file was read: its inode, and the offset after its last line."""
+
     inode: int
     offset: int
 
@@ -61,8 +63,8 @@ class ReportBatch:
     """Lines taken, and where each file stands once they are committed."""
 
     lines: list[str]
-    marks: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """file name -> (inode, offset after the batch's last line)."""
+    marks: dict[str, FileMark] = field(default_factory=dict)
+    """file name -> its mark after the batch's last line."""
 
 
 class HangupReports:
@@ -72,7 +74,7 @@ class HangupReports:
         self._folder = folder
         self._keep_s = keep_s
         self._clock = clock
-        self._marks: dict[str, _Mark] = {}
+        self._marks: dict[str, FileMark] = {}
         self._loaded = False
         self._dirty = False
 
@@ -84,7 +86,7 @@ class HangupReports:
         """The complete lines not committed yet, oldest file first."""
         self._load()
         lines: list[str] = []
-        marks: dict[str, tuple[int, int]] = {}
+        marks: dict[str, FileMark] = {}
         for path in sorted(self._folder.glob(f"{PREFIX}*{SUFFIX}")):
             try:
                 with path.open("rb") as handle:
@@ -103,13 +105,12 @@ class HangupReports:
             if end == 0:
                 continue  # a line being written: wait for its end
             lines += chunk[:end].decode("utf-8", errors="replace").splitlines()
-            marks[path.name] = (stat.st_ino, start + end)
+            marks[path.name] = FileMark(stat.st_ino, start + end)
         return ReportBatch(lines, marks)
 
     def commit(self, batch: ReportBatch) -> None:
         """Remember the batch as done, then remove the files that are finished."""
-        for name, (inode, offset) in batch.marks.items():
-            self._marks[name] = _Mark(inode, offset)
+        self._marks |= batch.marks
         self._remove_finished()
         if batch.marks or self._dirty:
             self._save()
@@ -138,7 +139,7 @@ class HangupReports:
         try:
             raw = json.loads(path.read_text("utf-8"))
             self._marks = {
-                str(name): _Mark(int(value[0]), int(value[1])) for name, value in raw.items()
+                str(name): FileMark(int(value[0]), int(value[1])) for name, value in raw.items()
             }
         except FileNotFoundError:
             return

@@ -17,7 +17,8 @@ makes its header loop spin forever). Rules kept here:
 - a handler's exception is logged with the script name and ends only its own
   connection. Asterisk sets ``AGISTATUS=SUCCESS`` for any connection that
   closes after a complete header, so the dialplan never trusts AGISTATUS
-  alone: a call goes on only if the handler set ``CC_ACTION`` (a decision).
+  alone: a call goes on only if the handler set a ``CC_ACTION`` that
+  ``callcontrol-agi-run`` has (a whole decision).
 """
 
 from __future__ import annotations
