@@ -260,7 +260,8 @@ class Rig:
     def measure_idle(self, seconds: float = 5.0) -> None:
         pid = self.engine.proc.pid if self.engine.proc else 0
         agi_pid = self.agi_engine.proc.pid if self.agi_engine and self.agi_engine.proc else 0
-        began, cpu0, agi0 = time.monotonic(), cpu_seconds(pid), cpu_seconds(agi_pid)
+        began, cpu0 = time.monotonic(), cpu_seconds(pid)
+        agi0 = cpu_seconds(agi_pid) if agi_pid else 0.0
         time.sleep(seconds)
         took = time.monotonic() - began
         self.engine_idle_cpu = (cpu_seconds(pid) - cpu0) / took
