@@ -2,7 +2,7 @@
 
     python -m bench.calls [--rates 50,100,200] [--seconds 10] [--db sqlite|postgresql]
                           [--cases reject,forward] [--paths twin,agi,engine]
-                          [--talk-ms 100] [--json PATH] [--keep]
+                          [--talk-ms 100] [--json PATH] [--keep] [--ami]
 
 Starts the Asterisk sandbox, a database (a SQLite file, or a throwaway
 PostgreSQL from tests/support/postgres.py), the engine as a process
@@ -26,6 +26,11 @@ RSS and the ARI events it received per call (``/metrics`` delta), and the CDRs
 it wrote. Then it compares engine vs. twin: the highest clean rate (every
 call succeeded) and the p99 the engine adds at 200 calls/s.
 
+Asterisk runs as deployed by default: AMI off (no ``manager.conf``; pjsip
+reloads go over ARI). ``--ami`` turns it on, to measure what it costs: the
+manager then formats AMI events from every channel message, a snapshot per
+dialplan priority included, with or without a client connected.
+
 Everything it starts it stops (by PID) and it leaves Asterisk stopped unless
 Asterisk was already running when it began. Traffic stays on 127.0.0.0/8.
 """
@@ -45,14 +50,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import sqlalchemy as sa  # noqa: E402
-from support.asterisk import AsteriskSandbox, asterisk_sandbox  # noqa: E402
+from support.asterisk import AsteriskSandbox, asterisk_sandbox, default_config  # noqa: E402
 from support.call_paths import agi_report_folder, clear_agi_reports  # noqa: E402
 from support.data import Seeder  # noqa: E402
 from support.engine import EngineProcess, engine_env  # noqa: E402
@@ -568,6 +573,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (SIPp files, logs)"
     )
+    parser.add_argument(
+        "--ami", action="store_true", help="Asterisk with AMI enabled (default: off, as deployed)"
+    )
     return parser.parse_args(argv)
 
 
@@ -588,8 +596,13 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             db_url = stack.enter_context(database(args.db, workdir))
             seed(db_url)
-            sandbox = stack.enter_context(asterisk_sandbox())
-            print(f"bench: Asterisk {sandbox.version} pid {sandbox.pid}; db {args.db}", flush=True)
+            config = replace(default_config(), ami=args.ami)
+            sandbox = stack.enter_context(asterisk_sandbox(config))
+            ami = "on" if args.ami else "off"
+            print(
+                f"bench: Asterisk {sandbox.version} pid {sandbox.pid}; AMI {ami}; db {args.db}",
+                flush=True,
+            )
             engine = stack.enter_context(running_engine(engine_process(sandbox, db_url, workdir)))
             agi = None
             if "agi" in paths:
@@ -628,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     idle = steps and rig_idle[0]
     print(
-        f"machine: {machine()}; db {args.db}; {args.seconds} s per step; "
+        f"machine: {machine()}; db {args.db}; AMI {'on' if args.ami else 'off'}; "
+        f"{args.seconds} s per step; "
         f"far end talks {args.talk_ms} ms; engine idle {idle * 100:.1f} % of a core; "
         f"run took {time.monotonic() - began:.0f} s"
     )

@@ -110,7 +110,7 @@ from callcontrol.settings import Settings
 from callcontrol.web.api import add_api_routes
 from callcontrol.web.api.config import DESTINATION_POLICY, NUMBER_SERVICE, PROVISIONER
 from callcontrol.web.health import add_health_routes
-from provisioning.ami import AmiClient
+from provisioning.reloaders import open_reloader
 from provisioning.service import open_provisioning
 
 log = structlog.get_logger(__name__)
@@ -532,18 +532,14 @@ def privacy_purge_scheduler(
 
 
 async def _provisioning(app: web.Application) -> AsyncIterator[None]:
-    """The one SIP account provisioner (``Settings.provisioning``), AMI reloads if
-    enabled; its pending reload is flushed at shutdown."""
+    """The one SIP account provisioner (``Settings.provisioning``), pjsip reloaded over
+    ARI or AMI (``provisioning.reload_via``); its pending reload is flushed at shutdown."""
     settings = app[SETTINGS]
-    part = settings.provisioning
-    ami = AmiClient(settings.ami, timeout_s=part.ami_timeout_s) if settings.ami.enabled else None
-    try:
-        async with open_provisioning(part, app[SESSIONS], reloader=ami) as service:
+    async with open_reloader(settings) as reloader:
+        part = settings.provisioning
+        async with open_provisioning(part, app[SESSIONS], reloader=reloader) as service:
             app[PROVISIONER] = service
             yield
-    finally:
-        if ami is not None:
-            await ami.close()
 
 
 def _number_service(mailer: Mailer) -> Callable[[web.Application], AsyncIterator[None]]:

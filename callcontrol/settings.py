@@ -21,6 +21,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -261,6 +262,15 @@ class Settings(BaseSettings):
     asterisk: AsteriskSettings = AsteriskSettings()
     cluster: ClusterSettings = ClusterSettings()
 
+    @model_validator(mode="after")
+    def _check_reload_via(self) -> Settings:
+        if self.provisioning.reload_via == "ami" and not self.ami.enabled:
+            raise ValueError(
+                "provisioning.reload_via=ami needs CALLCONTROL_AMI__ENABLED=true "
+                "(or reload_via=ari / auto: pjsip reloads over the engine's ARI)"
+            )
+        return self
+
 
 class SettingsError(Exception):
     """A bad setting; ``str()`` is one line naming the setting."""
@@ -283,8 +293,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**{**file_values, **overrides})
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = _env_name(tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        if not first["loc"]:  # a check across sections: its message names the settings
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise SettingsError(f"bad settings: {message}{more}") from exc
+        where = _env_name(tuple(first["loc"]))
         shown = "'***'" if _is_secret(first["loc"]) else repr(first.get("input"))
         raise SettingsError(f"bad setting {where}={shown}: {first['msg']}{more}") from exc
 

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from callcontrol.domain.errors import DomainError
 from callcontrol.settings import SettingsError, load_settings
@@ -61,21 +60,17 @@ def _handler(work: Work) -> Handler:
 
 async def _run(work: Work, args: argparse.Namespace) -> str:
     from callcontrol.db.engine import create_engine, session_factory
-    from provisioning.ami import AmiClient
+    from provisioning.reloaders import open_reloader
     from provisioning.service import open_provisioning
 
     settings = load_settings()
     part = provisioning_settings(settings)
     engine = create_engine(settings.database, pooled=False)
-    ami: Any = None
-    if settings.ami.enabled:
-        ami = AmiClient(settings.ami, timeout_s=part.ami_timeout_s)
     try:
-        async with open_provisioning(part, session_factory(engine), reloader=ami) as service:
-            return await work(service, args)
+        async with open_reloader(settings) as reloader:
+            async with open_provisioning(part, session_factory(engine), reloader=reloader) as svc:
+                return await work(svc, args)
     finally:
-        if ami is not None:
-            await ami.close()
         await engine.dispose()
 
 

@@ -92,7 +92,10 @@ class FileBackend:
         self._task: asyncio.Task[None] | None = None
         self._first_change: float | None = None  # loop time of the oldest unapplied change
         self._last_change = 0.0
-        self._reload_pending = False  # on disk but not (successfully) reloaded
+        # On disk but not (successfully) reloaded. True at first: a process cannot know
+        # whether Asterisk read the file an earlier one wrote (its reload may have
+        # failed, the process ended before the retry), so its first apply reloads.
+        self._reload_pending = True
         self.last_reload_error: str | None = None
         self.reloads = 0  # successful reloads asked for (tests, benchmark)
 

@@ -100,6 +100,12 @@ class ProvisioningSettings(_Part):
     # First wait before a failed reload is retried (doubles up to 60 s).
     reload_retry_s: float = Field(default=2.0, gt=0)
     ami_timeout_s: float = Field(default=10.0, gt=0)
+    # How the file back-end makes Asterisk re-read pjsip.conf: "ari" (PUT
+    # /ari/asterisk/modules/res_pjsip.so with the engine's ARI user), "ami"
+    # (ModuleLoad; needs CALLCONTROL_AMI__ENABLED), "off" (Asterisk sees the
+    # changes on its next reload), "auto": AMI when it is enabled, else ARI.
+    reload_via: Literal["auto", "ari", "ami", "off"] = "auto"
+    reload_timeout_s: float = Field(default=10.0, gt=0)  # an ARI reload's answer
     # Per-account pjsip options.
     max_contacts: int = Field(default=1, ge=1, le=100)
     qualify_frequency: int | None = Field(default=None, ge=0, le=86400)

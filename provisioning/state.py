@@ -24,7 +24,7 @@ class ReloadResult:
 
 @runtime_checkable
 class PjsipReloader(Protocol):
-    """Makes Asterisk re-read pjsip.conf and its includes (``AmiClient``)."""
+    """Makes Asterisk re-read pjsip.conf and its includes (``reloaders.py``: ARI or AMI)."""
 
     async def reload_pjsip(self) -> ReloadResult: ...
 
@@ -48,7 +48,7 @@ class SyncReport:
         if self.reload == "failed":
             return f"{text}; RELOAD FAILED ({self.reload_error}); will retry"
         if self.reload == "skipped":
-            return f"{text}; not reloaded (AMI disabled): Asterisk sees it on its next reload"
+            return f"{text}; not reloaded (reload_via=off): Asterisk sees it on its next reload"
         if self.reload == "done":
             return f"{text}; res_pjsip reloaded"
         return text

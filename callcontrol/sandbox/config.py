@@ -79,6 +79,10 @@ class SandboxConfig:
     ami_password: str = "callcontrol"
     ami_host: str = "127.0.0.1"
     ami_port: int = 5038
+    # AMI on (the tests of the doctor's and the config check's AMI parts, reloads
+    # over AMI); off gives the production default (CALLCONTROL_AMI__ENABLED=false):
+    # no manager.conf, so the manager takes no channel messages (bench.calls).
+    ami: bool = True
     # provisioning.realtime_url when SIP accounts live in PostgreSQL (backend=realtime).
     realtime_url: str | None = None
     # With realtime_url: registered contacts in PostgreSQL too (ps_contacts), so
@@ -118,7 +122,7 @@ class SandboxConfig:
         return self._realtime_placeholders()
 
     def plan(self) -> AsteriskPlan:
-        """The renderer's plan: the test plan, AMI always on (provisioning reloads)."""
+        """The renderer's plan: the test plan, AMI on unless ``ami`` is False."""
         calls = CallSettings()
         return AsteriskPlan(
             app=self.ari_app,
@@ -136,7 +140,9 @@ class SandboxConfig:
                 username=self.ami_username,
                 password=self.ami_password,
                 permit=TEST_PLAN.ami_permit,
-            ),
+            )
+            if self.ami
+            else None,
         )
 
     def _realtime_placeholders(self) -> dict[str, str]:

@@ -348,6 +348,26 @@ async def test_a_failed_reload_is_reported_then_retried(bed: Bed) -> None:
     assert (await bed.service.sync()).reload == "not-needed"
 
 
+async def test_a_reload_that_failed_before_the_process_ended_is_done_by_the_next_one(
+    db_session: Sessions, tmp_path: Path
+) -> None:
+    """The include file was written, its reload failed and the process ended before
+    the retry: the file is already right, yet Asterisk has not read it. The next
+    process reloads on its first apply (once), then no more for unchanged files."""
+    async with _bed(db_session, tmp_path) as first:
+        first.ami.fail_reloads = 10**6  # every reload of this process fails
+        await first.service.create_sip_account(first.account_id, "alice01")
+        report = await first.service.sync()
+        assert report.reload == "failed" and first.ami.reloads == 0
+        written = first.text()
+    async with _bed(db_session, tmp_path) as second:
+        again = await second.service.sync()
+        assert again.changes.is_empty and second.text() == written
+        assert again.reload == "done" and second.ami.reloads == 1
+        assert (await second.service.sync()).reload == "not-needed"
+        assert second.ami.reloads == 1
+
+
 async def test_sync_reports_an_unreachable_ami(db_session: Sessions, tmp_path: Path) -> None:
     async with FakeAmi() as ami:
         dead_port = ami.port
