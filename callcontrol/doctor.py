@@ -34,6 +34,7 @@ from callcontrol.db.preflight import DatabaseProblem, check_schema
 from callcontrol.engine.lease import Claim
 from callcontrol.settings import Settings
 from provisioning.asterisk_check import basic_auth
+from provisioning.reloaders import reloader_kind
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -211,7 +212,7 @@ async def check_dialplan(settings: Settings) -> Finding:
 
 async def check_ami(settings: Settings) -> Finding:
     if not settings.ami.enabled:
-        return Finding("ami", "skip", "AMI off (the file back-end then cannot reload pjsip)")
+        return Finding("ami", "skip", "AMI off (as recommended: pjsip reloads go over ARI)")
     from provisioning.ami import AmiClient, AmiError
 
     ami = AmiClient(settings.ami, timeout_s=5.0)
@@ -262,7 +263,9 @@ async def check_provisioning(settings: Settings) -> Finding:
             f"{folder} is not a writable folder: CALLCONTROL_PROVISIONING__FILE_PATH must "
             "name the pjsip_callcontrol.conf pjsip.conf includes",
         )
-    return Finding("provisioning", "ok", f"{part.file_path} can be written")
+    kind = reloader_kind(part.reload_via, ami_enabled=settings.ami.enabled)
+    how = f"reloads res_pjsip over {kind.upper()}" if kind else "no reloads (reload_via=off)"
+    return Finding("provisioning", "ok", f"{part.file_path} can be written; {how}")
 
 
 async def run_checks(settings: Settings) -> list[Finding]:

@@ -59,6 +59,8 @@ def test_a_migrated_database_and_a_real_smtp_server_pass(
     assert found["database"].status == "ok", found["database"]
     assert found["smtp"].status == "ok", found["smtp"]
     assert found["provisioning"].status == "ok"
+    assert found["provisioning"].detail.endswith("; reloads res_pjsip over ARI")  # AMI off
+    assert found["ami"].status == "skip" and "pjsip reloads go over ARI" in found["ami"].detail
 
 
 def test_closed_ari_and_smtp_ports_fail_with_what_to_check(tmp_path: Path, db_url: str) -> None:
