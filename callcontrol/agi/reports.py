@@ -19,7 +19,12 @@ ended calls, and the engine is its reader. Rules kept here:
   ``keep_s``: its minute is over, and no writer still has it. A line written
   to a removed file's name afterwards (a writer that stood still that long)
   makes a new file, read from its start;
-- a file that shrank or whose inode changed is read again from its start.
+- a file that shrank or whose inode changed is read again from its start;
+- a file whose end is a line without its ``\n`` (Asterisk stopped in the
+  middle of a ``write()``) unchanged for ``keep_s`` once everything before it
+  was committed, is renamed to ``<name>.incomplete`` with a warning: no more
+  can come after it, a CDR cannot be made of it, and the file would otherwise
+  be kept and read forever. The name leaves it to the operator.
 
 Plain synchronous file I/O on a local folder (a few KB per batch): the
 executor calls ``take`` and ``commit`` from its loop.
@@ -40,6 +45,7 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "callcontrol-agi-"
 SUFFIX = ".cdr"
+INCOMPLETE_SUFFIX = ".incomplete"
 OFFSETS_FILE = "callcontrol-agi.offsets"
 _MAX_TAKE_BYTES = 4 * 1024 * 1024
 """At most this much is taken from one file per batch (a backlog is read in steps)."""
@@ -59,6 +65,15 @@ class FileMark:
 
 
 @dataclass(frozen=True, slots=True)
+class _Tail:
+    """A file's end that is not a whole line: from ``start`` to ``size``."""
+
+    inode: int
+    start: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReportBatch:
     """Lines taken, and where each file stands once they are committed."""
 
@@ -75,6 +90,8 @@ class HangupReports:
         self._keep_s = keep_s
         self._clock = clock
         self._marks: dict[str, FileMark] = {}
+        self._tails: dict[str, _Tail] = {}
+        """file name -> its end that is not a whole line (as last seen by ``take``)."""
         self._loaded = False
         self._dirty = False
 
@@ -87,6 +104,7 @@ class HangupReports:
         self._load()
         lines: list[str] = []
         marks: dict[str, FileMark] = {}
+        self._tails = {}
         for path in sorted(self._folder.glob(f"{PREFIX}*{SUFFIX}")):
             try:
                 with path.open("rb") as handle:
@@ -102,6 +120,9 @@ class HangupReports:
             except FileNotFoundError:
                 continue
             end = chunk.rfind(b"\n") + 1
+            if start + end < stat.st_size and start + len(chunk) == stat.st_size:
+                # The file ends in a line without its "\n": being written, or cut off.
+                self._tails[path.name] = _Tail(stat.st_ino, start + end, stat.st_size)
             if end == 0:
                 continue  # a line being written: wait for its end
             lines += chunk[:end].decode("utf-8", errors="replace").splitlines()
@@ -117,6 +138,7 @@ class HangupReports:
 
     def _remove_finished(self) -> None:
         now = self._clock()
+        self._set_aside_incomplete(now)
         for name, mark in list(self._marks.items()):
             path = self._folder / name
             try:
@@ -130,6 +152,30 @@ class HangupReports:
                 path.unlink(missing_ok=True)
                 del self._marks[name]
                 self._dirty = True
+
+    def _set_aside_incomplete(self, now: float) -> None:
+        for name, tail in self._tails.items():
+            mark = self._marks.get(name)
+            committed = mark.offset if mark is not None and mark.inode == tail.inode else 0
+            if committed != tail.start:
+                continue  # lines before the tail are not committed yet
+            path = self._folder / name
+            try:
+                stat = path.stat()
+                if (stat.st_ino, stat.st_size) != (tail.inode, tail.size):
+                    continue  # it grew: the line is being finished
+                if now - stat.st_mtime < self._keep_s:
+                    continue
+                path.rename(path.with_name(name + INCOMPLETE_SUFFIX))
+            except FileNotFoundError:
+                continue
+            log.warning(
+                "agi_report_incomplete_line", file=name, kept_as=name + INCOMPLETE_SUFFIX,
+                bytes=tail.size - tail.start,
+            )  # fmt: skip
+            self._marks.pop(name, None)
+            self._dirty = True
+        self._tails = {}
 
     def _load(self) -> None:
         if self._loaded:

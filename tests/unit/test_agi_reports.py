@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from callcontrol.agi.reports import (
+    INCOMPLETE_SUFFIX,
     OFFSETS_FILE,
     HangupReports,
     ReportBatch,
@@ -77,3 +78,40 @@ def test_a_file_cut_or_replaced_under_the_reader_is_read_from_its_start(tmp_path
     reports.commit(reports.take())
     (tmp_path / MINUTE).write_text("c,3\n")  # shorter than what was read
     assert reports.take().lines == ["c,3"]
+
+
+def test_a_line_cut_off_at_the_end_of_a_file_is_set_aside_once_nothing_can_follow(
+    tmp_path: Path,
+) -> None:
+    now = [10_000.0]
+    reports = HangupReports(tmp_path, keep_s=60, clock=lambda: now[0])
+    append(tmp_path, MINUTE, "a,1\nb,")  # Asterisk stopped in the middle of b's write()
+    os.utime(tmp_path / MINUTE, (9_990, 9_990))
+    batch = reports.take()
+    assert batch.lines == ["a,1"]
+    reports.commit(batch)
+    assert (tmp_path / MINUTE).exists(), "younger than keep_s: the line may still end"
+    now[0] = 10_100.0
+    reports.commit(reports.take())
+    assert not (tmp_path / MINUTE).exists()
+    assert (tmp_path / (MINUTE + INCOMPLETE_SUFFIX)).read_text() == "a,1\nb,"
+    assert reports.take().lines == [], "not read again"
+
+
+def test_a_file_of_one_unfinished_line_is_set_aside_too(tmp_path: Path) -> None:
+    reports = HangupReports(tmp_path, keep_s=1, clock=lambda: 1e12)
+    append(tmp_path, NEXT, "half a li")
+    reports.commit(reports.take())
+    assert (tmp_path / (NEXT + INCOMPLETE_SUFFIX)).exists() and not (tmp_path / NEXT).exists()
+
+
+def test_an_unfinished_line_is_kept_while_lines_before_it_are_not_committed(
+    tmp_path: Path,
+) -> None:
+    reports = HangupReports(tmp_path, keep_s=1, clock=lambda: 1e12)
+    append(tmp_path, MINUTE, "a,1\nb,")
+    reports.take()  # its CDR write failed: the batch is not committed
+    reports.commit(ReportBatch([]))
+    assert (tmp_path / MINUTE).exists()
+    append(tmp_path, MINUTE, "2\n")  # and a line that ends late is taken whole
+    assert reports.take().lines == ["a,1", "b,2"]
