@@ -136,8 +136,10 @@ class AgiExecutor:
         asked_at = _epoch_s(header.arg(4))  # when the dialplan asked (its clock)
         if asked_at is not None and self._intake_lag is not None:
             self._intake_lag.observe(asked_at)  # Asterisk's lateness: the shedding measure
-        routed = await self._router.route_number(direction, number, party or None, hops=hops)
         call_key = safe_id(header.get("uniqueid"))
+        # The request's own task: its log lines (call_decided included) carry the call id.
+        structlog.contextvars.bind_contextvars(call_id=call_key)
+        routed = await self._router.route_number(direction, number, party or None, hops=hops)
         variables = plan_variables(
             routed.decision, voicemail_file=self._media.asterisk_file(f"vm-{call_key}")
         )

@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from callcontrol.agi.executor import AgiExecutor, MediaFolders
 from callcontrol.agi.plans import REPORT_FIELDS
 from callcontrol.agi.reports import HangupReports
@@ -40,12 +42,14 @@ class Router:
     def __init__(self) -> None:
         self.asked: list[tuple[CallDirection, str, str | None]] = []
         self.hops: list[int] = []
+        self.logged_call_ids: list[object] = []  # what a log line while routing carries
 
     async def route_number(
         self, direction: CallDirection, number: str, party: str | None, *, hops: int = 0
     ) -> RoutedCall:
         self.asked.append((direction, number, party))
         self.hops.append(hops)
+        self.logged_call_ids.append(structlog.contextvars.get_contextvars().get("call_id"))
         if number == "+4930000000":
             return RoutedCall(direction, Reject(1, "unknown_number"), number, party)
         decision = decide_inbound(
@@ -133,6 +137,17 @@ async def test_a_plan_is_one_mset_with_the_action_last_then_the_report_leaves_it
     assert len(router.asked) == 1  # the report used the decision it remembered
     await server.close()
     assert executor.calls_decided == executor.calls_finished == 1
+
+
+async def test_the_log_lines_of_a_decision_carry_its_call_id_and_no_other(
+    tmp_path: Path,
+) -> None:
+    _, server, router, _, _ = await running(tmp_path)
+    await asterisk_side(server.port, header("inbound", "17.1", "4930123456"))
+    await asterisk_side(server.port, header("inbound", "18.2", "4930000000"))
+    await server.close()
+    assert router.logged_call_ids == ["17_1", "18_2"]
+    assert "call_id" not in structlog.contextvars.get_contextvars(), "bound in its task only"
 
 
 async def test_a_request_failing_half_way_sets_no_action_so_the_dialplan_gives_503(
