@@ -94,7 +94,7 @@ def report(folder: Path, uniqueid: str, fields: tuple[str, ...]) -> None:
 
 async def one_call(port: int, folder: Path, case: str, uniqueid: str) -> float:
     did = DIDS[case]
-    decided = await request(port, header("inbound", uniqueid, (did, "4915112345678")))
+    decided = await request(port, header("inbound", uniqueid, (did, "", "", "4915112345678")))
     report(folder, uniqueid, hangup_args(case, did))
     return decided
 

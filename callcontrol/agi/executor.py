@@ -127,13 +127,15 @@ class AgiExecutor:
 
     async def _decide(self, session: AgiSession, direction: CallDirection) -> None:
         header = session.header
+        # Arguments: number, hops, when asked, party. The party is last and joined
+        # again: a caller number may hold commas, which split AGI() arguments.
         number = header.arg(1) or header.get("extension")
-        party = header.arg(2)
+        party = ",".join(header.args[3:])
         if not party and direction is CallDirection.INBOUND:
             party = header.get("callerid")
         started = datetime.now(UTC)
-        hops = parse_hops(header.arg(3) or None)  # the inbound INVITE's X-CallControl-Hops
-        asked_at = _epoch_s(header.arg(4))  # when the dialplan asked (its clock)
+        hops = parse_hops(header.arg(2) or None)  # the inbound INVITE's X-CallControl-Hops
+        asked_at = _epoch_s(header.arg(3))  # when the dialplan asked (its clock)
         if asked_at is not None and self._intake_lag is not None:
             self._intake_lag.observe(asked_at)  # Asterisk's lateness: the shedding measure
         call_key = safe_id(header.get("uniqueid"))

@@ -116,7 +116,7 @@ async def test_a_plan_is_one_mset_with_the_action_last_then_the_report_leaves_it
     tmp_path: Path,
 ) -> None:
     executor, server, router, ledger, _ = await running(tmp_path)
-    commands = await asterisk_side(server.port, header("inbound", "17.1", "4930123456", "", "2"))
+    commands = await asterisk_side(server.port, header("inbound", "17.1", "4930123456", "2"))
     assert router.asked == [(CallDirection.INBOUND, "4930123456", "4915112345678")]
     assert router.hops == [2], "the INVITE's X-CallControl-Hops reaches the decision"
     assert len(commands) == 1, "the whole plan in one MSet: one round trip"
@@ -148,6 +148,18 @@ async def test_the_log_lines_of_a_decision_carry_its_call_id_and_no_other(
     await server.close()
     assert router.logged_call_ids == ["17_1", "18_2"]
     assert "call_id" not in structlog.contextvars.get_contextvars(), "bound in its task only"
+
+
+async def test_a_caller_number_with_commas_arrives_whole_and_shifts_nothing(
+    tmp_path: Path,
+) -> None:
+    """A SIP user part may hold commas; AGI() splits its arguments on them. The
+    party is the last argument, and the executor joins what follows the third."""
+    _, server, router, _, _ = await running(tmp_path)
+    await asterisk_side(server.port, header("inbound", "19.1", "4930123456", "1", "", "+49", "5"))
+    await server.close()
+    assert router.asked == [(CallDirection.INBOUND, "4930123456", "+49,5")]
+    assert router.hops == [1], "the hops were not taken from the caller's number"
 
 
 async def test_a_request_failing_half_way_sets_no_action_so_the_dialplan_gives_503(
@@ -249,10 +261,10 @@ async def test_the_time_the_dialplan_asked_feeds_the_intake_lag_the_shedding_fol
     server = AgiServer(executor.handlers(), host="127.0.0.1", port=0)
     await server.start()
     try:
-        await asterisk_side(server.port, header("inbound", "18.1", "4930123456", "", "", "1.5e9"))
+        await asterisk_side(server.port, header("inbound", "18.1", "4930123456", "", "1.5e9"))
         # An old dialplan (no fifth argument) or garbage: no sample, the call still decided.
         await asterisk_side(server.port, header("inbound", "18.2", "4930123456", "", ""))
-        await asterisk_side(server.port, header("inbound", "18.3", "4930123456", "", "", "nan"))
+        await asterisk_side(server.port, header("inbound", "18.3", "4930123456", "", "nan"))
     finally:
         await server.close()
     assert lag.seen == [1.5e9]

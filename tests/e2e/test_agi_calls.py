@@ -4,8 +4,9 @@ Every call flow (reject, forward, sequential, simultaneous, greeting,
 voicemail, the PSTN cap, outbound CallerID, hops) runs with both executors in
 the call-flow modules (the ``call_path`` fixture, tests/support/call_paths.py).
 Here: the engine not reachable when a call arrives (the dialplan answers 503,
-not 603), and the engine not reachable when a call ends (its hangup report
-waits in the node's report file and becomes the CDR once the engine is back).
+not 603), the engine not reachable when a call ends (its hangup report
+waits in the node's report file and becomes the CDR once the engine is back),
+and a caller number that AGI()'s argument parsing could split.
 The carrier at 127.0.0.8 lands in the bed's FastAGI dialplan; far ends are
 127.0.0.3:5080.
 """
@@ -84,6 +85,28 @@ def test_a_call_that_ends_while_the_engine_is_down_still_leaves_its_cdr(
         agi_engine.start()
     cdr = data.wait_for_cdr(did)
     assert cdr["disposition"] == "answered" and cdr["talk_ms"] >= 3000, cdr
+
+
+def test_a_caller_number_with_a_comma_is_forwarded_and_recorded_whole(
+    agi_engine: EngineProcess, data: Seeder, workdir: Path
+) -> None:
+    """A SIP URI's user part may hold a comma; AGI() splits its arguments on commas.
+    Passed in the middle, "+49,5" once moved "5" into the hops argument: the call
+    was refused as a forwarding loop (603). The party is now the last argument."""
+    did = data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
+    )
+    far = Sipp(
+        "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=30
+    ).start().wait_ready()  # fmt: skip
+    caller = Sipp(
+        "caller_answered.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
+        keys={"caller": "+49,5"}, duration_ms=1000, timeout_s=20,
+    ).run()  # fmt: skip
+    assert caller.ok, caller.describe()
+    assert far.wait(15).ok
+    cdr = data.wait_for_cdr(did)
+    assert cdr["disposition"] == "answered" and cdr["caller"] == "+49,5", cdr
 
 
 def _wait_for_bridged_call(asterisk: AsteriskSandbox, timeout_s: float = 10) -> None:
