@@ -143,7 +143,11 @@ class FileBackend:
         while self._task is not None and not self._task.done():
             if self._first_change is not None:
                 self._first_change = self._last_change = float("-inf")  # stop waiting
-            elif self._reload_pending and self.last_reload_error is not None:
+            elif (
+                self._reload_pending
+                and self.last_reload_error is not None
+                and not self._lock.locked()  # an apply in flight writes newer changes
+            ):
                 return
             await asyncio.sleep(0.01)
 

@@ -178,7 +178,10 @@ def api_settings(url: str, media_root: Path, max_upload_bytes: int = 1024 * 1024
         documents=DocumentSettings(root=media_root.parent / "documents", max_bytes=64 * 1024),
         ami=AmiSettings(enabled=False),
         provisioning=ProvisioningSettings(
-            file_path=provisioning_file(media_root), realm=REALM, sip_domain=SIP_DOMAIN
+            file_path=provisioning_file(media_root),
+            realm=REALM,
+            sip_domain=SIP_DOMAIN,
+            reload_via="off",  # no Asterisk here: the include file is what is checked
         ),
     )
 

@@ -368,6 +368,21 @@ async def test_a_reload_that_failed_before_the_process_ended_is_done_by_the_next
         assert second.ami.reloads == 1
 
 
+async def test_while_reloads_fail_every_change_is_still_on_disk_when_flush_returns(
+    bed: Bed,
+) -> None:
+    """flush() returns early while the reload fails (the retries go on), but never
+    before the changes made so far are written: a CLI run exits after it."""
+    bed.ami.fail_reloads = 10**6
+    await bed.service.create_sip_account(bed.account_id, "alice01")
+    await bed.backend.flush()
+    assert "[alice01](callcontrol-account)" in bed.text()
+    await bed.service.delete_sip_account("alice01")
+    await bed.backend.flush()
+    assert "alice01" not in bed.text()
+    assert bed.backend.last_reload_error is not None and bed.ami.reloads == 0
+
+
 async def test_sync_reports_an_unreachable_ami(db_session: Sessions, tmp_path: Path) -> None:
     async with FakeAmi() as ami:
         dead_port = ami.port
