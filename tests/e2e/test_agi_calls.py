@@ -58,16 +58,7 @@ def test_a_call_that_ends_while_the_engine_is_down_still_leaves_its_cdr(
     """The call ends while no engine runs: its hangup report waits in the node's
     report file, and the engine, back, reads it and writes the CDR."""
     folder = agi_report_folder(asterisk.layout.root)
-    did = data.number(
-        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
-    )
-    far = Sipp(
-        "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=40
-    ).start().wait_ready()  # fmt: skip
-    caller = Sipp(
-        "caller_answered.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
-        keys={"caller": CALLER_NUMBER}, duration_ms=4000, timeout_s=30,
-    ).start()  # fmt: skip
+    did, far, caller = _answered_call(data, workdir, CALLER_NUMBER, duration_ms=4000)
     _wait_for_bridged_call(asterisk)
     agi_engine.stop()
     try:
@@ -93,20 +84,30 @@ def test_a_caller_number_with_a_comma_is_forwarded_and_recorded_whole(
     """A SIP URI's user part may hold a comma; AGI() splits its arguments on commas.
     Passed in the middle, "+49,5" once moved "5" into the hops argument: the call
     was refused as a forwarding loop (603). The party is now the last argument."""
+    did, far, caller = _answered_call(data, workdir, "+49,5", duration_ms=1000)
+    result = caller.wait(20)
+    assert result.ok, result.describe()
+    assert far.wait(15).ok
+    cdr = data.wait_for_cdr(did)
+    assert cdr["disposition"] == "answered" and cdr["caller"] == "+49,5", cdr
+
+
+def _answered_call(
+    data: Seeder, workdir: Path, caller_number: str, *, duration_ms: int
+) -> tuple[str, Sipp, Sipp]:
+    """A DID forwarded to a far end that answers, and a carrier's call to it from
+    ``caller_number`` (started, not awaited): the DID, the far end, the caller."""
     did = data.number(
         data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
     )
     far = Sipp(
-        "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=30
+        "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=40
     ).start().wait_ready()  # fmt: skip
     caller = Sipp(
         "caller_answered.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
-        keys={"caller": "+49,5"}, duration_ms=1000, timeout_s=20,
-    ).run()  # fmt: skip
-    assert caller.ok, caller.describe()
-    assert far.wait(15).ok
-    cdr = data.wait_for_cdr(did)
-    assert cdr["disposition"] == "answered" and cdr["caller"] == "+49,5", cdr
+        keys={"caller": caller_number}, duration_ms=duration_ms, timeout_s=30,
+    ).start()  # fmt: skip
+    return did, far, caller
 
 
 def _wait_for_bridged_call(asterisk: AsteriskSandbox, timeout_s: float = 10) -> None:
