@@ -136,8 +136,8 @@ def test_nobody_answers_so_voicemail_is_recorded_stored_and_mailed(
         assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (1, 8000, 2)
         recorded_s = wav.getnframes() / 8000
     assert recorded_s >= 1.5, f"recorded {recorded_s:.2f}s of the caller's speech"
-    messages = data.voicemails(account)
-    assert len(messages) == 1 and messages[0].mailed_at is not None
+    messages = data.wait_for_mailed_voicemails(account)
+    assert len(messages) == 1
     stored = asterisk.media_dir / messages[0].stored_name
     assert stored.read_bytes() == audio, "the mailed WAV is the stored one"
     if call_path.executor == "agi":

@@ -244,3 +244,24 @@ class Seeder:
             return list(rows.all())
 
         return self._run(work)
+
+    def wait_for_mailed_voicemails(
+        self, account_id: int, count: int = 1, timeout_s: float = 10.0
+    ) -> list[VoicemailMessage]:
+        """The account's messages once `count` of them are marked mailed.
+
+        The mail is sent first and marked afterwards (a crash between the two
+        sends it again rather than never), so a test that has seen the mail
+        arrive waits here for the mark.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            messages = self.voicemails(account_id)
+            if sum(m.mailed_at is not None for m in messages) >= count:
+                return messages
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{len(messages)} message(s), mailed_at={[m.mailed_at for m in messages]}"
+                    f" after {timeout_s}s"
+                )
+            time.sleep(0.1)
