@@ -23,7 +23,11 @@ import uvloop
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callcontrol.agi.astdb import CONTEXT as ASTDB_CONTEXT
+from callcontrol.agi.astdb import SCRIPT as ASTDB_SCRIPT
+from callcontrol.agi.astdb import AgiAstDbWriter
 from callcontrol.agi.executor import AgiExecutor, MediaFolders
+from callcontrol.agi.plan_push import PlanPublisher, PlanTiming
 from callcontrol.agi.reports import HangupReports
 from callcontrol.agi.server import AgiServer
 from callcontrol.ari import events as ari_events
@@ -77,6 +81,7 @@ from callcontrol.repositories.cdrs import SqlCallLedger
 from callcontrol.repositories.numbers import SqlNumberDirectory
 from callcontrol.repositories.personal_data import PurgeResult, purge_expired
 from callcontrol.repositories.routing_cache import FallbackNumberDirectory
+from callcontrol.repositories.routing_changes import RoutingChangeFeed
 from callcontrol.repositories.sip_accounts import SqlSipAccountDirectory
 from callcontrol.repositories.spool import (
     DATABASE_QUEUE,
@@ -132,13 +137,17 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
     )
 
 
-def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DirectionRouter:
-    """Inbound calls by the DID's state, outbound calls by the SIP account's."""
-    policy = routing_policy(settings)
-    guard = LookupGuard(
+def _lookup_guard(settings: Settings) -> LookupGuard:
+    return LookupGuard(
         timeout_s=settings.calls.lookup_timeout_ms / 1000,
         open_s=settings.calls.lookup_retry_after_ms / 1000,
     )
+
+
+def inbound_router(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], guard: LookupGuard
+) -> InboundRouter:
+    """Inbound calls by the DID's state."""
     directory: NumberDirectory = GuardedNumberDirectory(
         SqlNumberDirectory(
             sessions=sessions, media=settings.media, policy=destination_policy(settings)
@@ -147,8 +156,15 @@ def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
     )
     if settings.calls.routing_cache_s > 0:
         directory = FallbackNumberDirectory(directory, max_age_s=settings.calls.routing_cache_s)
+    return InboundRouter(directory=directory, policy=routing_policy(settings))
+
+
+def call_router(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DirectionRouter:
+    """Inbound calls by the DID's state, outbound calls by the SIP account's."""
+    policy = routing_policy(settings)
+    guard = _lookup_guard(settings)
     return DirectionRouter(
-        inbound=InboundRouter(directory=directory, policy=policy),
+        inbound=inbound_router(settings, sessions, guard),
         outbound=OutboundRouter(
             accounts=GuardedSipAccountDirectory(SqlSipAccountDirectory(sessions=sessions), guard),
             policy=OutboundPolicy(
@@ -376,25 +392,67 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
     settings, spooled, part = app[SETTINGS], app[SPOOLED], app[SETTINGS].agi
     jobs = TaskSupervisor("agi-jobs")
     reports = HangupReports(part.cdr_folder, keep_s=part.cdr_keep_s)
+    astdb = AgiAstDbWriter(_ari_client(app), context=ASTDB_CONTEXT)
+    publisher = _plan_publisher(app, astdb) if part.push_plans else None
     executor = AgiExecutor(
         router=call_router(settings, app[SESSIONS]),
+        pushed=publisher,
         # The report files are the journal: a batch is committed once its CDRs are stored
         # or spooled, so the ledger's own write-ahead journal would be a second copy.
         ledger=CountingLedger(spooled.ledger.without_journal(), metrics=app[CALL_METRICS]),
         voicemail=spooled.voicemail,
-        media=MediaFolders(settings.media.root, settings.media.asterisk_path("")),
+        media=_media_folders(settings),
         intake_lag=app[INTAKE_LAG],
     )  # fmt: skip
     executor.prepare()
     server = AgiServer(
-        executor.handlers(), host=part.host, port=part.port,
+        {**executor.handlers(), ASTDB_SCRIPT: astdb.serve}, host=part.host, port=part.port,
         header_timeout_s=part.header_timeout_s, command_timeout_s=part.command_timeout_s,
     )  # fmt: skip
     await server.start()
     jobs.spawn(executor.read_reports(reports, part.cdr_read_every_s), name="agi-hangup-reports")
+    if publisher is not None:
+        engine = app[ENGINE]
+        jobs.spawn(
+            publisher.run(serving=lambda: engine.stream.connected and engine.lease.held),
+            name="agi-plan-push",
+        )
     yield
+    if publisher is not None:
+        try:
+            await publisher.withdraw()
+        except AriError as exc:
+            log.warning("plans_withdraw_failed", error=str(exc))
     await server.close()
     await jobs.close()  # the reader stops: a batch not committed is read by the next engine
+
+
+def _media_folders(settings: Settings) -> MediaFolders:
+    return MediaFolders(settings.media.root, settings.media.asterisk_path(""))
+
+
+def _ari_client(app: web.Application) -> AriClient:
+    ari = app[SETTINGS].ari
+    return AriClient(
+        app[HTTP_CLIENT], str(ari.url).rstrip("/"), ari.username,
+        ari.password.get_secret_value(), ari.app,
+    )  # fmt: skip
+
+
+def _plan_publisher(app: web.Application, astdb: AgiAstDbWriter) -> PlanPublisher:
+    """Each DID's standing plan kept in Asterisk for the FastAGI dialplan, followed
+    from the database's change log; vouched for over ARI, written over FastAGI."""
+    settings, part = app[SETTINGS], app[SETTINGS].agi
+    return PlanPublisher(
+        plans=inbound_router(settings, app[SESSIONS], _lookup_guard(settings)),
+        changes=RoutingChangeFeed(app[DB_ENGINE]),
+        asterisk=_ari_client(app),
+        astdb=astdb,
+        app=settings.ari.app,
+        max_hops=settings.calls.max_forwarding_hops,
+        voicemail_folder=_media_folders(settings).asterisk_file(""),  # the dialplan adds the name
+        timing=PlanTiming(poll_s=part.plans_poll_s, lease_s=part.plans_lease_s),
+    )
 
 
 async def _frozen_heap(app: web.Application) -> AsyncIterator[None]:

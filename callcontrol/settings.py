@@ -156,6 +156,15 @@ class AgiSettings(_Part):
     """How often the report files are read: the most a CDR waits after its call."""
     cdr_keep_s: float = Field(default=60.0, ge=1, le=86_400)
     """A report file read to its end is removed once unchanged this long."""
+    push_plans: bool = True
+    """Keep each DID's standing plan in Asterisk (AstDB) so that its calls need
+    no request (``callcontrol/agi/plan_push.py``); off: every call asks."""
+    plans_poll_s: float = Field(default=0.1, gt=0, le=5)
+    """How often the database's change log is read: about how long a change
+    (a suspension, a new destination) takes to reach the pushed plans."""
+    plans_lease_s: float = Field(default=5.0, ge=2, le=60)
+    """The longest a pushed plan is used after the engine last vouched for it
+    (it stopped, froze, or lost its database): then every call asks again."""
 
 
 class BillingSettings(_Part):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +63,12 @@ _BYTES_PER_SECOND = 16_000  # 8 kHz, 16-bit mono: what Record(...wav) writes
 
 class IntakeObserver(Protocol):
     def observe(self, created_at: float) -> None: ...
+
+
+class PushedDecisions(Protocol):
+    """``plan_push.PlanPublisher``: the decision of a plan the dialplan ran."""
+
+    def decision_of(self, version: int) -> RoutedCall | None: ...
 
 
 class NumberRouter(Protocol):
@@ -101,8 +107,10 @@ class AgiExecutor:
         voicemail: VoicemailBox,
         media: MediaFolders,
         intake_lag: IntakeObserver | None = None,
+        pushed: PushedDecisions | None = None,
     ) -> None:
         self._router = router
+        self._pushed = pushed
         self._intake_lag = intake_lag
         self._ledger = ledger
         self._voicemail = voicemail
@@ -110,6 +118,7 @@ class AgiExecutor:
         self._decided: OrderedDict[str, _Decided] = OrderedDict()
         self.calls_decided = 0
         self.calls_finished = 0
+        self.calls_from_pushed_plans = 0
 
     def handlers(self) -> dict[str, AgiHandler]:
         """The scripts the dialplan asks for: ``agi://host:port/<script>``."""
@@ -159,6 +168,8 @@ class AgiExecutor:
             self._decided.popitem(last=False)
 
     async def _finish(self, call_key: str, facts: HangupFacts, decided: _Decided | None) -> None:
+        if decided is None:
+            decided = self._pushed_decision(facts)
         if decided is None:
             decided = await self._route_again(facts)
             if decided is None:
@@ -225,6 +236,18 @@ class AgiExecutor:
         uniqueid, facts = parsed
         call_key = safe_id(uniqueid)
         await self._finish(call_key, facts, self._decided.pop(call_key, None))
+
+    def _pushed_decision(self, facts: HangupFacts) -> _Decided | None:
+        """A call that ran a pushed plan: its decision, with the call's own caller."""
+        if facts.plan_version is None or self._pushed is None:
+            return None
+        routed = self._pushed.decision_of(facts.plan_version)
+        if routed is None:
+            return None
+        self.calls_from_pushed_plans += 1
+        return _Decided(
+            replace(routed, caller=facts.party or None), facts.started_at or facts.ended_at
+        )
 
     async def _route_again(self, facts: HangupFacts) -> _Decided | None:
         try:

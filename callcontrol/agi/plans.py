@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC as _UTC
 from datetime import datetime, timedelta
 
+from callcontrol.agi.protocol import mset_arguments
 from callcontrol.domain.call_events import CallRecord, LegRecord
 from callcontrol.domain.contract import (
     CAUSE_CONGESTION,
@@ -111,6 +112,27 @@ def plan_variables(decision: ForwardingPlan | Reject, *, voicemail_file: str) ->
     return variables
 
 
+# ---- plans pushed into Asterisk ---------------------------------------------------
+
+GENERATION_DIGITS = 10
+"""A pushed plan's value starts with the publishing engine's generation (its
+start, epoch seconds, zero-padded) and ``|``: the dialplan compares the first
+eleven characters with the generation the engine publishes."""
+_PER_CALL = ("CC_VM_FILE", "CC_LEG_HOPS")  # the dialplan fills these in per call
+
+
+def standing_plan_value(generation: int, version: int, decision: ForwardingPlan | Reject) -> str:
+    """The AstDB value that lets the dialplan carry ``decision`` out with no
+    request: ``<generation>|`` and ``MSet``'s argument, the variables of
+    ``plan_variables`` less the per-call ones, with ``CC_PLAN`` (``version``:
+    the CDR's key to the decision) first and ``CC_ACTION`` last."""
+    variables = plan_variables(decision, voicemail_file="")
+    for name in _PER_CALL:
+        variables.pop(name, None)
+    prefix = f"{generation:0{GENERATION_DIGITS}d}|"
+    return prefix + mset_arguments({"CC_PLAN": str(version), **variables})
+
+
 # ---- what the hangup handler reports ---------------------------------------------
 
 
@@ -136,6 +158,8 @@ class HangupFacts:
     direction: str = ""
     number: str = ""
     party: str = ""
+    plan_version: int | None = None
+    """The pushed plan the dialplan ran (``standing_plan_value``); None: it asked."""
 
 
 _OUTCOME_OF_STATUS = {
@@ -267,7 +291,7 @@ def _ms(start: datetime, end: datetime) -> int:
 REPORT_FIELDS = (
     "UNIQUEID", "CC_STEP", "CC_T1", "CC_R1", "CC_T2", "CC_R2", "DIALSTATUS", "DIALEDTIME_MS",
     "ANSWEREDTIME_MS", "DIALEDPEERNUMBER", "HANGUPCAUSE", "CC_PHASE", "CC_VM_AT", "CC_NOW",
-    "CC_START", "CC_DIRECTION", "CC_NUMBER", "CC_PARTY",
+    "CC_START", "CC_DIRECTION", "CC_NUMBER", "CC_PLAN", "CC_PARTY",
 )  # fmt: skip
 """The hangup handler's report line (``callcontrol/agi/reports.py``): these
 variables, comma-separated, in this order (the dialplan lists the same names).
@@ -277,8 +301,11 @@ once its ``Dial()`` returned; ``CC_START``, ``CC_DIRECTION``, ``CC_NUMBER``,
 decision (restarted in between) route the call again for its CDR. A ``Dial()``
 the caller ended (hang-up while ringing or talking) never returns to the
 dialplan: its result is the channel's own DIALSTATUS, DIALEDTIME_MS,
-ANSWEREDTIME_MS and DIALEDPEERNUMBER at hang-up time. ``CC_PARTY`` is last:
-a caller number with a comma in it stays whole."""
+ANSWEREDTIME_MS and DIALEDPEERNUMBER at hang-up time. ``CC_PLAN`` is ``=``
+and the version of the pushed plan the call ran (``=`` alone: the engine was
+asked); a line without it (written before it existed) is read as before.
+``CC_PARTY`` is last: a caller number with a comma in it stays whole."""
+PLAN_MARK = "="
 HANGUP_ARGS = REPORT_FIELDS[1:]
 """The facts after the call's ``UNIQUEID``."""
 
@@ -316,6 +343,12 @@ def _step(started: datetime | None, fields: list[str]) -> StepResult | None:
 def parse_hangup_facts(args: tuple[str, ...], *, received_at: datetime) -> HangupFacts:
     """``HangupFacts`` from a report's fields after its ``UNIQUEID`` (``HANGUP_ARGS``)."""
     values = dict(zip(HANGUP_ARGS, (*args, *([""] * len(HANGUP_ARGS))), strict=False))
+    plan = values["CC_PLAN"]
+    if plan.startswith(PLAN_MARK):
+        plan = plan.removeprefix(PLAN_MARK)
+    else:  # a line of the format before CC_PLAN: what was read as it is the party's start
+        values["CC_PARTY"] = ",".join(part for part in (plan, values["CC_PARTY"]) if part)
+        plan = ""
     live = [values[name] for name in ("DIALSTATUS", "DIALEDTIME_MS", "ANSWEREDTIME_MS")]
     live.append(values["DIALEDPEERNUMBER"])
     steps: list[StepResult] = []
@@ -336,4 +369,5 @@ def parse_hangup_facts(args: tuple[str, ...], *, received_at: datetime) -> Hangu
         direction=values["CC_DIRECTION"],
         number=values["CC_NUMBER"],
         party=values["CC_PARTY"],
+        plan_version=int(plan) if plan.isdigit() else None,
     )

@@ -120,16 +120,32 @@ def set_variables(variables: dict[str, str]) -> str:
     (res_agi reads one command per poll of its socket, so commands cannot be
     pipelined). MSet splits on commas: a comma (or ``|``) in a value is
     backslash-escaped for it, and ``quote`` escapes that backslash for AGI."""
+    return f"EXEC MSet {quote(mset_arguments(variables))}"
+
+
+def mset_arguments(variables: dict[str, str]) -> str:
+    """``MSet``'s argument for ``variables``, as the dialplan's own ``MSet(...)``
+    takes it too (a pushed plan, ``plans.standing_plan_value``)."""
     for name in variables:
         set_variable(name, "")  # the same name check
-    pairs = (f"{name}={_mset_escaped(value)}" for name, value in variables.items())
-    return f"EXEC MSet {quote(','.join(pairs))}"
+    return ",".join(f"{name}={_mset_escaped(value)}" for name, value in variables.items())
 
 
 def _mset_escaped(value: str) -> str:
     for special in ("\\", ",", "|"):
         value = value.replace(special, "\\" + special)
     return value
+
+
+def database_put(family: str, key: str, value: str) -> str:
+    """AstDB ``family/key`` = ``value`` (res_agi's own command: no dialplan
+    function, so Asterisk's block on "dangerous" functions from ARI or AMI,
+    which ``DB()`` is, does not apply)."""
+    return f"DATABASE PUT {quote(family)} {quote(key)} {quote(value)}"
+
+
+def database_del(family: str, key: str) -> str:
+    return f"DATABASE DEL {quote(family)} {quote(key)}"
 
 
 def get_variable(name: str) -> str:

@@ -330,6 +330,17 @@ class AriClient:
         body = {"variables": dict(variables)} if variables else None
         return await self._model(Channel, "POST", "/channels", params=params, body=body)
 
+    async def originate_to_dialplan(
+        self, endpoint: str, *, context: str, extension: str, timeout_s: int = 10
+    ) -> None:
+        """Dial ``endpoint`` and, once it answers, run ``extension@context`` (not our
+        application: the channel is never ours, we get none of its events)."""
+        params: Params = {
+            "endpoint": endpoint, "context": context, "extension": extension, "priority": "1",
+            "timeout": str(timeout_s),
+        }  # fmt: skip
+        await self._request("POST", "/channels", params=params)
+
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
         params: Params = {"variable": name, "value": value}
         await self._request("POST", f"/channels/{_seg(channel_id)}/variable", params=params)

@@ -390,6 +390,25 @@ class BillingRun(Base):
     charges_posted: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
+class RoutingChange(Base):
+    """One row: the routing of this number (of this account's numbers; all NULL:
+    of every number) may have changed. Written only by the database's triggers
+    (migration 0005), read by ``repositories.routing_changes``; no foreign keys,
+    the log outlives what it names."""
+
+    __tablename__ = "routing_changes"
+    # AUTOINCREMENT: SQLite never reuses an id, even when pruning emptied the table.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[BigPk]
+    number_id: Mapped[int | None]
+    account_id: Mapped[int | None]
+    e164: Mapped[str | None] = mapped_column(sa.String(16))  # numbers' own rows only
+    changed_at: Mapped[datetime] = mapped_column(
+        server_default=sa.text("CURRENT_TIMESTAMP"), index=True
+    )
+
+
 def _add_enum_checks(metadata: sa.MetaData) -> None:
     """A CHECK per enum column, named after the column (``ck_<table>_<col>_valid``)."""
     for table in metadata.tables.values():

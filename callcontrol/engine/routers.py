@@ -29,7 +29,7 @@ from callcontrol.domain.contract import (
 )
 from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
 from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
-from callcontrol.domain.vocabulary import CallDirection
+from callcontrol.domain.vocabulary import CallDirection, DestinationType
 from callcontrol.engine.ports import LookupUnavailable, NumberDirectory, SipAccountDirectory
 
 log = structlog.get_logger(__name__)
@@ -108,6 +108,23 @@ class InboundRouter:
         if isinstance(decision, Reject) and decision.reason == "forwarding_loop":
             log.warning("forwarding_loop", did=did, caller=caller, hops=hops)
         return replace(routed, decision=decision)
+
+    async def standing_plan(self, did: str) -> RoutedCall | None:
+        """The decision every call to ``did`` (E.164) gets while nothing in the
+        database changes, for a call with no hops yet and no caller; None when
+        it would depend on the call or the clock, so each call must be asked
+        about: a PSTN destination (its cap is the balance at call time), a test
+        number (its hour runs out), an unknown number (nothing to keep). A
+        failed lookup raises (``LookupUnavailable`` or the database's error)."""
+        snapshot = await self._directory.snapshot(did)
+        if snapshot is None or snapshot.test_expires_at is not None:
+            return None
+        if any(d.type is DestinationType.PSTN for d in snapshot.destinations):
+            return None
+        decision = decide_inbound(
+            snapshot, caller_id=None, now=datetime.now(UTC), policy=self._policy
+        )
+        return RoutedCall(CallDirection.INBOUND, decision, did, None)
 
 
 class OutboundRouter:

@@ -13,6 +13,7 @@ The carrier at 127.0.0.8 lands in the bed's FastAGI dialplan; far ends are
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from support.data import Seeder
 from support.engine import EngineProcess
 from support.sipp import Sipp
 
-from callcontrol.domain.vocabulary import DestinationType
+from callcontrol.agi.plan_push import PLANS_FAMILY
+from callcontrol.domain.contract import app_variable
+from callcontrol.domain.vocabulary import DestinationType, NumberState
 from provisioning.asterisk_config import BENCH_AGI_CARRIER_IP
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +93,113 @@ def test_a_caller_number_with_a_comma_is_forwarded_and_recorded_whole(
     assert far.wait(15).ok
     cdr = data.wait_for_cdr(did)
     assert cdr["disposition"] == "answered" and cdr["caller"] == "+49,5", cdr
+
+
+def test_a_forwarded_call_runs_the_plan_the_engine_pushed_with_no_request(
+    agi_engine: EngineProcess, asterisk: AsteriskSandbox, data: Seeder, workdir: Path
+) -> None:
+    """The DID's standing plan is in AstDB before the call: the dialplan runs it
+    without asking (no decision is logged for the call), and the CDR still has
+    the call's legs and its caller."""
+    did = data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
+    )
+    _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
+    far = Sipp(
+        "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=40
+    ).start().wait_ready()  # fmt: skip
+    caller = Sipp(
+        "caller_answered.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
+        keys={"caller": CALLER_NUMBER}, duration_ms=1000, timeout_s=30,
+    ).run()  # fmt: skip
+    assert caller.ok, caller.describe()
+    assert far.wait(15).ok
+    cdr = data.wait_for_cdr(did)
+    assert cdr["disposition"] == "answered" and cdr["caller"] == CALLER_NUMBER, cdr
+    assert [leg["outcome"] for leg in cdr["legs"]] == ["answered"], cdr["legs"]
+    decided = [e for e in _log_events(agi_engine, "call_decided") if e.get("call_id") == cdr["id"]]
+    assert decided == [], "the engine was asked about a call its pushed plan covered"
+
+
+def test_a_suspension_reaches_the_pushed_plan_within_a_second(
+    agi_engine: EngineProcess, asterisk: AsteriskSandbox, data: Seeder, workdir: Path
+) -> None:
+    """Written straight into the database (as another process would): the
+    change log's trigger sees it, the engine pushes the new plan (reject 21)."""
+    did = data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
+    )
+    _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
+    changed = time.monotonic()
+    data.set_state(did, NumberState.SUSPENDED)
+    _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_CAUSE=21,CC_ACTION=reject")
+    assert time.monotonic() - changed < 1.5, "the change took longer than a second to arrive"
+    result = Sipp(
+        "caller_expect_code.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
+        keys={"caller": CALLER_NUMBER}, variables={"expected": "403"}, timeout_s=20,
+    ).run()  # fmt: skip
+    assert result.ok, result.describe()
+    assert data.wait_for_cdr(did)["reject_reason"] == "suspended"
+
+
+def test_a_killed_engine_plans_serve_for_the_lease_then_calls_get_503(
+    agi_engine: EngineProcess, asterisk: AsteriskSandbox, data: Seeder, workdir: Path
+) -> None:
+    """kill -9: nobody withdraws the plans. Calls within the lease are still
+    forwarded by them (their reports wait on the node); after it, the dialplan
+    asks, nobody answers, 503. The engine back: the waiting report is a CDR."""
+    did = data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
+    )
+    _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
+    agi_engine.kill()
+    killed = time.monotonic()
+    try:
+        far = Sipp(
+            "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"},
+            timeout_s=40,
+        ).start().wait_ready()  # fmt: skip
+        caller = Sipp(
+            "caller_answered.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
+            keys={"caller": CALLER_NUMBER}, duration_ms=500, timeout_s=30,
+        ).run()  # fmt: skip
+        assert caller.ok, f"forwarded {time.monotonic() - killed:.1f}s after the kill"
+        assert far.wait(15).ok
+        time.sleep(max(0.0, PLANS_LEASE_S + 1.5 - (time.monotonic() - killed)))
+        result = Sipp(
+            "caller_expect_code.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
+            keys={"caller": CALLER_NUMBER}, variables={"expected": "503"}, timeout_s=20,
+        ).run()  # fmt: skip
+        assert result.ok, result.describe()
+    finally:
+        agi_engine.start()
+    cdr = data.wait_for_cdr(did)  # the forwarded one; the 503 was nobody's decision
+    assert cdr["disposition"] == "answered", cdr
+
+
+PLANS_LEASE_S = 5.0  # settings agi.plans_lease_s, the default
+
+
+def _wait_for_pushed_plan(
+    asterisk: AsteriskSandbox, engine: EngineProcess, did: str, wanted: str, timeout_s: float = 5
+) -> None:
+    family = app_variable(PLANS_FAMILY, engine.env["CALLCONTROL_ARI__APP"])
+    deadline = time.monotonic() + timeout_s
+    value = ""
+    while time.monotonic() < deadline:
+        value = asterisk.cli(f"database get {family} {did}")
+        if wanted in value:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no pushed plan with {wanted!r} for {did}: {value!r}")
+
+
+def _log_events(engine: EngineProcess, name: str) -> list[dict[str, object]]:
+    return [
+        json.loads(line)
+        for line in engine.log_path.read_text(errors="replace").splitlines()
+        if line.startswith("{") and f'"{name}"' in line
+    ]
 
 
 def _answered_call(

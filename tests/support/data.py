@@ -167,6 +167,14 @@ class Seeder:
 
         self._run(work)
 
+    def set_state(self, did: str, state: NumberState) -> None:
+        """Move the number to ``state`` (as an operator's suspension does)."""
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(sa.update(Number).where(Number.e164 == did).values(state=state))
+
+        self._run(work)
+
     def rate(self, prefix: str, per_minute_minor: int) -> None:
         async def work(session: AsyncSession) -> None:
             exists = await session.scalar(sa.select(Rate.id).where(Rate.prefix == prefix))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-from callcontrol.agi.plans import REPORT_FIELDS
+from callcontrol.agi.astdb import CONTEXT as ASTDB_CONTEXT
+from callcontrol.agi.astdb import SCRIPT as ASTDB_SCRIPT
+from callcontrol.agi.plans import PLAN_MARK, REPORT_FIELDS
 from callcontrol.agi.reports import dialplan_report_path
 from callcontrol.domain.contract import INBOUND_CONTEXT, OUTBOUND_CONTEXT
 from callcontrol.sandbox.config import SandboxConfig, rendered_files
@@ -39,14 +41,26 @@ def test_the_agi_executor_renders_the_fastagi_dialplan_in_the_same_contexts() ->
     assert f"[{INBOUND_CONTEXT}]" in dialplan and f"[{OUTBOUND_CONTEXT}]" in dialplan
     assert "Stasis(" not in dialplan
     assert "AGI(agi://10.20.0.5:4599/${CC_DIRECTION}" in dialplan
-    requests = re.findall(r"^[^;\n].*\bAGI\(", dialplan, re.M)
+    requests = re.findall(r"^[^;\n].*\bAGI\(", dialplan.split(f"[{ASTDB_CONTEXT}]")[0], re.M)
     assert len(requests) == 1, "one request per call: its end is a report line"
     path = dialplan_report_path("/var/log/asterisk")  # the file the engine's reader looks for
     report = re.search(rf"Set\(FILE\({re.escape(path)},,,al,u\)=(.*)\)$", dialplan, re.M)
-    assert report[1] == ",".join(f"${{{name}}}" for name in REPORT_FIELDS), "the engine's fields"
+    marks = {"CC_PLAN": PLAN_MARK}
+    expected = ",".join(f"{marks.get(name, '')}${{{name}}}" for name in REPORT_FIELDS)
+    assert report[1] == expected, "the engine's fields"
     assert not re.search(r"\{\{[A-Z0-9_]+\}\}", "".join(files.values()))
     assert files["pjsip.conf"] == render()["pjsip.conf"], "pjsip.conf does not depend on it"
     assert "extensions_callcontrol_agi.conf" not in files
+
+
+def test_the_engine_writes_astdb_through_a_dialplan_context_that_asks_it() -> None:
+    dialplan = render(calls={"executor": "agi"}, agi={"host": "10.20.0.5", "port": 4599})[
+        "extensions_callcontrol.conf"
+    ]
+    section = dialplan.split(f"[{ASTDB_CONTEXT}]\n", 1)[1].split("\n[", 1)[0]
+    assert f"AGI(agi://10.20.0.5:4599/{ASTDB_SCRIPT},${{EXTEN}})" in section
+    assert "exten => done,1,Hangup()" in section, "the originate's other half"
+    assert "Answer(" not in section, "never answered: it runs no call"
 
 
 def test_the_engine_unreachable_is_503_and_never_41() -> None:

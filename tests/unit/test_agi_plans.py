@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from callcontrol.agi.plans import (
+    GENERATION_DIGITS,
     HANGUP_ARGS,
     PHASE_DONE,
     REPORT_FIELDS,
@@ -18,6 +19,7 @@ from callcontrol.agi.plans import (
     parse_hangup_facts,
     parse_hangup_line,
     plan_variables,
+    standing_plan_value,
 )
 from callcontrol.agi.protocol import (
     AgiCommandError,
@@ -272,6 +274,36 @@ def test_a_report_line_gives_the_call_id_and_keeps_a_caller_with_commas_whole() 
     assert uniqueid == "1764694800.17"
     assert (facts.phase, facts.number, facts.party) == ("done", "+4930123456", "49,151,12")
     assert parse_hangup_line(",done", received_at=T0) is None, "no call id: not a report"
+
+
+def test_a_report_line_names_the_pushed_plan_it_ran_and_an_older_line_still_reads() -> None:
+    values = dict.fromkeys(REPORT_FIELDS, "")
+    values |= {"UNIQUEID": "1764694800.18", "CC_PHASE": "done", "CC_NUMBER": "+4930123456",
+               "CC_PLAN": "=42", "CC_PARTY": "peter"}  # fmt: skip
+    parsed = parse_hangup_line(",".join(values.values()), received_at=T0)
+    assert parsed is not None and parsed[1].plan_version == 42 and parsed[1].party == "peter"
+    values["CC_PLAN"] = "="  # the engine was asked
+    parsed = parse_hangup_line(",".join(values.values()), received_at=T0)
+    assert parsed is not None and parsed[1].plan_version is None and parsed[1].party == "peter"
+    older = {name: value for name, value in values.items() if name != "CC_PLAN"}
+    older["CC_PARTY"] = "49,151,12"  # a line written before CC_PLAN existed
+    parsed = parse_hangup_line(",".join(older.values()), received_at=T0)
+    assert parsed is not None and parsed[1].plan_version is None
+    assert (parsed[1].number, parsed[1].party) == ("+4930123456", "49,151,12")
+
+
+def test_a_standing_plan_is_the_generation_and_msets_arguments_less_the_per_call_ones() -> None:
+    value = standing_plan_value(1764694800, 7, plan(replace(ACTIVE, voicemail_enabled=True)))
+    generation, _, arguments = value.partition("|")
+    assert generation == "1764694800" and len(generation) == GENERATION_DIGITS
+    pairs = [pair.split("=", 1) for pair in arguments.split(",")]
+    names = [name for name, _ in pairs]
+    assert names[0] == "CC_PLAN" and pairs[0][1] == "7" and names[-1] == "CC_ACTION"
+    assert "CC_VM_FILE" not in names and "CC_LEG_HOPS" not in names, "filled in per call"
+    assert dict(pairs)["CC_DIAL1"] == "PJSIP/callcontrol-external/sip:alice@127.0.0.3:5080"
+    assert standing_plan_value(5, 1, Reject(21, "suspended")) == (
+        "0000000005|CC_PLAN=1,CC_CAUSE=21,CC_ACTION=reject"
+    )
 
 
 def test_hangup_arguments_missing_or_garbled_still_give_facts() -> None:
