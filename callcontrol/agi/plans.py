@@ -8,7 +8,10 @@ work (dialplan/extensions_callcontrol_agi.conf). The contract with it:
 ``EXEC MSet`` whose last variable is ``CC_ACTION``):
 - ``CC_ACTION``: ``reject`` (``CC_CAUSE`` is the Q.850 cause to hang up with),
   ``forward`` (ring the ``CC_STEPS`` dial steps in order, then voicemail if
-  ``CC_VOICEMAIL`` is 1) or ``voicemail`` (nothing to ring);
+  ``CC_VOICEMAIL`` is 1), ``greet`` (the same after the greeting), ``present``
+  (an outbound call: its CallerID first) or ``voicemail`` (nothing to ring);
+  ``CC_PHASE`` and ``CC_STEP`` (1) come with it, so the dialplan spends no
+  priority on them;
 - ``CC_GREETING``: played after ``Answer()`` before ringing (empty: none);
 - dial step *n*: ``CC_DIAL<n>`` (``PJSIP/a`` or ``PJSIP/a&PJSIP/b`` when
   simultaneous), ``CC_TIMEOUT<n>`` (seconds), ``CC_OPTS<n>`` (``L(<ms>)``: the
@@ -51,7 +54,8 @@ from callcontrol.domain.vocabulary import (
 )
 
 ACTION_REJECT, ACTION_FORWARD, ACTION_VOICEMAIL = "reject", "forward", "voicemail"
-PHASE_DONE = "done"
+ACTION_GREET, ACTION_PRESENT = "greet", "present"
+PHASE_DONE, PHASE_GREETING, PHASE_RINGING = "done", "greeting", "ringing"
 """``CC_PHASE`` just before the dialplan's own final ``Hangup()``: anything
 else at hang-up time means the caller went away first."""
 
@@ -80,13 +84,16 @@ def _step_options(step: tuple[PlannedLeg, ...]) -> str:
 def plan_variables(decision: ForwardingPlan | Reject, *, voicemail_file: str) -> dict[str, str]:
     """The channel variables that carry ``decision`` out (module notes)."""
     if isinstance(decision, Reject):
-        return {"CC_CAUSE": str(decision.cause), "CC_ACTION": ACTION_REJECT}
+        return {"CC_CAUSE": str(decision.cause), "CC_PHASE": PHASE_DONE, "CC_ACTION": ACTION_REJECT}
     steps = dial_steps(decision)
     variables = {
-        "CC_ACTION": ACTION_FORWARD if steps else ACTION_VOICEMAIL,
+        "CC_ACTION": _action(decision, steps),
         "CC_STEPS": str(len(steps)),
         "CC_LEG_HOPS": str(decision.hops + 1),
     }
+    if steps:
+        greet = variables["CC_ACTION"] == ACTION_GREET
+        variables |= {"CC_STEP": "1", "CC_PHASE": PHASE_GREETING if greet else PHASE_RINGING}
     if decision.greeting_media:
         variables["CC_GREETING"] = media_path(decision.greeting_media)
     for index, step in enumerate(steps, start=1):
@@ -110,6 +117,16 @@ def plan_variables(decision: ForwardingPlan | Reject, *, voicemail_file: str) ->
             variables["CC_CALLERID"] = decision.caller_id
     variables["CC_ACTION"] = variables.pop("CC_ACTION")  # last: the dialplan's "decided"
     return variables
+
+
+def _action(plan: ForwardingPlan, steps: list[tuple[PlannedLeg, ...]]) -> str:
+    """The dialplan's entry (``callcontrol-agi-run``): each skips what the plan
+    does not need, a priority spared per step left out."""
+    if not steps:
+        return ACTION_VOICEMAIL
+    if plan.direction is CallDirection.OUTBOUND:
+        return ACTION_PRESENT  # the CallerID shown, or anonymous
+    return ACTION_GREET if plan.greeting_media else ACTION_FORWARD
 
 
 # ---- plans pushed into Asterisk ---------------------------------------------------

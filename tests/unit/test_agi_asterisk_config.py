@@ -45,8 +45,8 @@ def test_the_agi_executor_renders_the_fastagi_dialplan_in_the_same_contexts() ->
     assert len(requests) == 1, "one request per call: its end is a report line"
     path = dialplan_report_path("/var/log/asterisk")  # the file the engine's reader looks for
     report = re.search(rf"Set\(FILE\({re.escape(path)},,,al,u\)=(.*)\)$", dialplan, re.M)
-    marks = {"CC_PLAN": PLAN_MARK}
-    expected = ",".join(f"{marks.get(name, '')}${{{name}}}" for name in REPORT_FIELDS)
+    written = {"CC_PLAN": PLAN_MARK + "${CC_PLAN}", "CC_NOW": "${STRFTIME(,,%s.%3q)}"}
+    expected = ",".join(written.get(name, f"${{{name}}}") for name in REPORT_FIELDS)
     assert report[1] == expected, "the engine's fields"
     assert not re.search(r"\{\{[A-Z0-9_]+\}\}", "".join(files.values()))
     assert files["pjsip.conf"] == render()["pjsip.conf"], "pjsip.conf does not depend on it"

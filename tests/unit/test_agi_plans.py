@@ -77,6 +77,7 @@ def test_a_rejection_is_its_cause_and_nothing_else() -> None:
     assert plan_variables(Reject(21, "suspended"), voicemail_file=VM_FILE) == {
         "CC_ACTION": "reject",
         "CC_CAUSE": "21",
+        "CC_PHASE": PHASE_DONE,  # the dialplan's own end: not an abandoned call
     }
 
 
@@ -86,6 +87,8 @@ def test_sequential_legs_are_one_dial_step_each_with_their_own_ring_timeout() ->
         "CC_ACTION": "forward",
         "CC_STEPS": "2",
         "CC_LEG_HOPS": "1",
+        "CC_STEP": "1",
+        "CC_PHASE": "ringing",
         "CC_DIAL1": "PJSIP/callcontrol-external/sip:alice@127.0.0.3:5080",
         "CC_TIMEOUT1": "20",
         "CC_DIAL2": "PJSIP/callcontrol-external/sip:100@127.0.0.4:5080",
@@ -121,6 +124,16 @@ def test_a_pstn_leg_is_capped_by_dial_L_at_the_seconds_the_balance_pays() -> Non
     assert variables["CC_OPTS1"] == f"L({cap_s * 1000})"
 
 
+def test_the_action_is_the_dialplan_entry_that_skips_what_the_plan_does_not_need() -> None:
+    greeted = plan_variables(
+        plan(replace(ACTIVE, greeting_media="sound:/m/hello")), voicemail_file=VM_FILE
+    )
+    assert (greeted["CC_ACTION"], greeted["CC_PHASE"], greeted["CC_STEP"]) == (
+        "greet", "greeting", "1",
+    )  # fmt: skip
+    assert plan_variables(plan(), voicemail_file=VM_FILE)["CC_ACTION"] == "forward"
+
+
 def test_greeting_and_voicemail_become_playable_paths_and_record_limits() -> None:
     snapshot = replace(
         ACTIVE,
@@ -149,6 +162,7 @@ def test_an_outbound_call_shows_the_decided_caller_id_or_withholds_it() -> None:
     shown = replace(decision, caller_id="+4930123456", withhold_caller_id=False)
     variables = plan_variables(shown, voicemail_file=VM_FILE)
     assert variables["CC_CALLERID"] == "+4930123456" and "CC_WITHHOLD" not in variables
+    assert variables["CC_ACTION"] == "present", "an outbound call sets its CallerID first"
 
 
 def _e164(text: str) -> E164:
@@ -302,7 +316,7 @@ def test_a_standing_plan_is_the_generation_and_msets_arguments_less_the_per_call
     assert "CC_VM_FILE" not in names and "CC_LEG_HOPS" not in names, "filled in per call"
     assert dict(pairs)["CC_DIAL1"] == "PJSIP/callcontrol-external/sip:alice@127.0.0.3:5080"
     assert standing_plan_value(5, 1, Reject(21, "suspended")) == (
-        "0000000005|CC_PLAN=1,CC_CAUSE=21,CC_ACTION=reject"
+        "0000000005|CC_PLAN=1,CC_CAUSE=21,CC_PHASE=done,CC_ACTION=reject"
     )
 
 
