@@ -24,10 +24,13 @@ DID's *standing plan* in Asterisk's own database (AstDB, written over FastAGI:
   an engine that dies, freezes or loses its database stops vouching and
   within ``lease_s`` every call asks again (and gets 503 if nobody answers):
   no plan is used more than ``lease_s`` after the engine last saw the log.
-- The generation is the publisher's start (epoch seconds). A plan's value
-  begins with it; plans of an earlier engine are never used by the dialplan
-  once this one vouches, whatever it left in AstDB: a new engine pushes every
-  DID's plan before it vouches for the first time.
+- The generation is drawn at random (ten digits) when a publisher starts and
+  again whenever it starts over. A plan's value begins with it; plans of
+  another engine (or of this one before a failure) are never used by the
+  dialplan once this generation is vouched for, whatever they left in AstDB:
+  every DID's plan is pushed before a generation is vouched for the first
+  time. (Random, not the start time: two engines started in the same second,
+  one taking over from the other, must not share a generation.)
 - Every plan pushed gets a version, carried by the call (``CC_PLAN``) into its
   hangup report, so the CDR is built from the decision the call ran
   (``decision_of``); a version this process does not know (it restarted) is
@@ -37,6 +40,7 @@ DID's *standing plan* in Asterisk's own database (AstDB, written over FastAGI:
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -46,7 +50,7 @@ from typing import Protocol
 
 import structlog
 
-from callcontrol.agi.plans import standing_plan_value
+from callcontrol.agi.plans import GENERATION_DIGITS, standing_plan_value
 from callcontrol.domain.contract import app_variable
 from callcontrol.engine.routers import RoutedCall
 
@@ -112,6 +116,7 @@ class PlanPublisher:
         voicemail_folder: str,
         timing: PlanTiming = PlanTiming(),
         clock: Callable[[], float] = time.time,
+        new_generation: Callable[[], int] = lambda: secrets.randbelow(10**GENERATION_DIGITS),
     ) -> None:
         if any(c in voicemail_folder for c in ",|"):
             raise ValueError(f"voicemail folder {voicemail_folder!r}: no ',' or '|' in it")
@@ -125,7 +130,8 @@ class PlanPublisher:
         self._folder = voicemail_folder
         self._timing = timing
         self._clock = clock
-        self.generation = int(clock())
+        self._new_generation = new_generation
+        self.generation = new_generation()
         self._version = 0
         self._decisions: OrderedDict[int, RoutedCall] = OrderedDict()
         self._pushed: dict[str, RoutedCall] = {}
@@ -177,7 +183,8 @@ class PlanPublisher:
         now = self._clock()
         if self._vouched_at is None or now - self._vouched_at >= self._timing.renew_s:
             until = int(now + self._timing.lease_s)
-            value = f"{self.generation:010d},{until},{self._max_hops},{self._folder}"
+            generation = f"{self.generation:0{GENERATION_DIGITS}d}"
+            value = f"{generation},{until},{self._max_hops},{self._folder}"
             await self._asterisk.set_global_variable(self._variable, value)
             self._vouched_at = now
         if now - self._pruned_at >= _PRUNE_EVERY_S:
@@ -195,7 +202,10 @@ class PlanPublisher:
         self._stop_vouching()
         self._cursor = None
         self._pushed.clear()
-        self.generation = max(int(self._clock()), self.generation + 1)
+        generation = self._new_generation()
+        while generation == self.generation:
+            generation = self._new_generation()
+        self.generation = generation
 
     def _stop_vouching(self) -> None:
         if self._vouched_at is not None:

@@ -132,9 +132,9 @@ def _action(plan: ForwardingPlan, steps: list[tuple[PlannedLeg, ...]]) -> str:
 # ---- plans pushed into Asterisk ---------------------------------------------------
 
 GENERATION_DIGITS = 10
-"""A pushed plan's value starts with the publishing engine's generation (its
-start, epoch seconds, zero-padded) and ``|``: the dialplan compares the first
-eleven characters with the generation the engine publishes."""
+"""A pushed plan's value starts with the publishing engine's generation (a
+random number, zero-padded to ten digits) and ``|``: the dialplan compares the
+first eleven characters with the generation the engine vouches for."""
 _PER_CALL = ("CC_VM_FILE", "CC_LEG_HOPS")  # the dialplan fills these in per call
 
 

@@ -112,6 +112,7 @@ class Bed:
             astdb=self.asterisk, app=APP,
             max_hops=3, voicemail_folder=FOLDER,
             timing=PlanTiming(poll_s=0.1, renew_s=1.0, lease_s=5.0), clock=self.clock,
+            new_generation=iter([1764694800, 1764694800, 1764694801]).__next__,
         )  # fmt: skip
 
 
@@ -131,7 +132,7 @@ async def test_the_first_step_pushes_every_plan_then_vouches_for_them(bed: Bed) 
     for key in dialplan_keys("+4930111"):
         assert bed.asterisk.plan(key).startswith("1764694800|CC_PLAN=1,")
         assert bed.asterisk.plan(key).endswith(",CC_ACTION=forward")
-    assert bed.asterisk.plan("4930333").endswith("CC_CAUSE=21,CC_ACTION=reject")
+    assert bed.asterisk.plan("4930333").endswith("CC_CAUSE=21,CC_PHASE=done,CC_ACTION=reject")
     assert bed.asterisk.plan("+4930222") == "<none>", "no plan: nothing written"
     assert bed.asterisk.values[VARIABLE] == f"1764694800,1764694805,3,{FOLDER}"
     version = int(bed.asterisk.plan("4930111").split("CC_PLAN=")[1].split(",")[0])
@@ -197,7 +198,7 @@ async def test_a_failure_starts_a_new_generation_that_pushes_everything_again(be
     bed.plans.fail = True
     bed.changes.changed = frozenset({"+4930111"})
     await pub.tick(True)
-    assert not pub.vouching and pub.generation == 1764694801
+    assert not pub.vouching and pub.generation == 1764694801, "never the same generation again"
     bed.plans.fail = False
     await pub.tick(True)
     assert bed.asterisk.plan("+4930111").startswith("1764694801|"), "pushed again, new generation"
