@@ -76,7 +76,12 @@ def hangup_args(case: str, did: str) -> tuple[str, ...]:
     now = time.time()
     values = dict.fromkeys(HANGUP_ARGS, "")
     values |= {"CC_PHASE": "done", "CC_NOW": f"{now:.3f}", "CC_START": f"{now - 0.2:.3f}"}
-    values |= {"CC_DIRECTION": "inbound", "CC_NUMBER": did, "CC_PARTY": "4915112345678"}
+    values |= {
+        "CC_DIRECTION": "inbound",
+        "CC_NUMBER": did,
+        "CC_PLAN": "=",
+        "CC_PARTY": "4915112345678",
+    }
     if case == "forward":
         values |= {
             "CC_STEP": "1", "CC_T1": f"{now - 0.15:.3f}", "DIALSTATUS": "ANSWER",
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         engine.env |= {
             "CALLCONTROL_CALLS__EXECUTOR": "agi", "CALLCONTROL_AGI__PORT": str(port),
             "CALLCONTROL_AGI__CDR_FOLDER": str(reports),
+            # The asking path is what this measures: a request per call, no pushed plan.
+            "CALLCONTROL_AGI__PUSH_PLANS": "false",
         }  # fmt: skip
         try:
             engine.start()

@@ -419,11 +419,14 @@ def engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> Eng
     return EngineProcess(env=env, log_path=workdir / "engine.log")
 
 
-def agi_engine_process(asterisk: AsteriskSandbox, db_url: str, workdir: Path) -> EngineProcess:
+def agi_engine_process(
+    asterisk: AsteriskSandbox, db_url: str, workdir: Path, *, push_plans: bool = True
+) -> EngineProcess:
     """The FastAGI executor's engine: its own ARI app name (it takes no Stasis call)."""
     process = engine_process(asterisk, db_url, workdir)
     process.env |= {
         "CALLCONTROL_CALLS__EXECUTOR": "agi",
+        "CALLCONTROL_AGI__PUSH_PLANS": "true" if push_plans else "false",
         "CALLCONTROL_ARI__APP": asterisk.app + BENCH_AGI_APP_SUFFIX,
         "CALLCONTROL_SPOOL__PATH": str(workdir / "agi-spool.db"),
         "CALLCONTROL_AGI__CDR_FOLDER": str(agi_report_folder(asterisk.layout.root)),
@@ -609,6 +612,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ami", action="store_true", help="Asterisk with AMI enabled (default: off, as deployed)"
     )
+    parser.add_argument(
+        "--agi-asks", action="store_true",
+        help="the agi path without pushed plans: every call asks the engine (agi.push_plans off)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -633,14 +640,17 @@ def main(argv: list[str] | None = None) -> int:
             sandbox = stack.enter_context(asterisk_sandbox(config))
             ami = "on" if args.ami else "off"
             print(
-                f"bench: Asterisk {sandbox.version} pid {sandbox.pid}; AMI {ami}; db {args.db}",
+                f"bench: Asterisk {sandbox.version} pid {sandbox.pid}; AMI {ami}; db {args.db}"
+                f"; agi {'asks every call' if args.agi_asks else 'pushes plans'}",
                 flush=True,
             )
             engine = stack.enter_context(running_engine(engine_process(sandbox, db_url, workdir)))
             agi = None
             if "agi" in paths:
                 agi = stack.enter_context(
-                    running_engine(agi_engine_process(sandbox, db_url, workdir))
+                    running_engine(
+                        agi_engine_process(sandbox, db_url, workdir, push_plans=not args.agi_asks)
+                    )
                 )
             stack.enter_context(far_end(workdir, args.talk_ms))
             rig = Rig(workdir, sandbox, engine, db_url, agi_engine=agi)
