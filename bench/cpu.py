@@ -52,7 +52,6 @@ from bench.calls import (  # noqa: E402
     FORWARDED_DID,
     SUSPENDED_DID,
     cpu_seconds,
-    database,
     machine,
     rss_mb,
     seed,
@@ -289,6 +288,18 @@ class Variant:
     """The source tree whose ``callcontrol`` package the engine runs."""
 
 
+def variant_database(variant: Variant, path: Path) -> str:
+    """A SQLite file at the schema of ``variant``'s migrations (``callcontrol db upgrade``
+    run from its source tree)."""
+    url = f"sqlite+aiosqlite:///{path}"
+    subprocess.run(
+        [sys.executable, "-m", "callcontrol.cli", "db", "upgrade"],
+        cwd=variant.root, check=True, stdout=subprocess.DEVNULL,
+        env={**os.environ, "CALLCONTROL_DATABASE__URL": url, "PYTHONPATH": str(variant.root)},
+    )  # fmt: skip
+    return url
+
+
 def export_revision(rev: str, workdir: Path) -> Path:
     """``git archive REV`` of this repository into the work folder."""
     target = workdir / f"rev-{rev.replace('/', '_')}"
@@ -450,12 +461,17 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     fake: FakeAsteriskProcess | None = None
     try:
-        with database("sqlite", workdir) as db_url:
-            seed(db_url)
-            fake = FakeAsteriskProcess(workdir, args.talk_ms)
-            for _ in range(args.repeat):
-                for variant in variants:
-                    runs += measure_variant(variant, fake, db_url, workdir, args, cases)
+        # A database per variant, migrated by the variant's own code: an engine
+        # refuses a schema newer than its migrations (a baseline before 0005 would).
+        urls = {
+            v.name: variant_database(v, workdir / f"bench-{i}.db") for i, v in enumerate(variants)
+        }
+        for url in urls.values():
+            seed(url)
+        fake = FakeAsteriskProcess(workdir, args.talk_ms)
+        for _ in range(args.repeat):
+            for variant in variants:
+                runs += measure_variant(variant, fake, urls[variant.name], workdir, args, cases)
     finally:
         if fake is not None:
             fake.stop()
