@@ -40,6 +40,7 @@ DID's *standing plan* in Asterisk's own database (AstDB, written over FastAGI:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import OrderedDict
@@ -50,6 +51,7 @@ from typing import Protocol
 
 import structlog
 
+from callcontrol.agi.astdb import AstDbWriteError
 from callcontrol.agi.plans import GENERATION_DIGITS, standing_plan_value
 from callcontrol.domain.contract import app_variable
 from callcontrol.engine.routers import RoutedCall
@@ -62,6 +64,7 @@ _KEEP_VERSIONS = 50_000
 _PUSH_CONCURRENCY = 8
 _PRUNE_EVERY_S = 600.0
 _PRUNE_AFTER = timedelta(hours=1)
+_RETRY_AFTER_S = 1.0
 
 
 class StandingPlans(Protocol):
@@ -139,6 +142,7 @@ class PlanPublisher:
         self._vouched_at: float | None = None
         self._pruned_at = 0.0
         self.plans_pushed = 0
+        self._failures = 0
 
     @property
     def vouching(self) -> bool:
@@ -153,18 +157,35 @@ class PlanPublisher:
         """Follow the database's changes while ``serving()``; on any failure stop
         vouching (the plans run out by themselves) and start over."""
         while True:
-            await self.tick(serving())
-            await asyncio.sleep(self._timing.poll_s)
+            followed = await self.tick(serving())
+            await asyncio.sleep(self._timing.poll_s if followed else _RETRY_AFTER_S)
 
-    async def tick(self, serving: bool) -> None:
+    async def tick(self, serving: bool) -> bool:
+        """One round; False when it failed (the caller waits longer before the next)."""
         try:
             if serving:
                 await self.step()
             else:
                 self._stop_vouching()
         except Exception as exc:
-            log.warning("plans_not_followed", error=f"{type(exc).__name__}: {exc}"[:300])
+            self._failures += 1
+            if self._failures == 1 or self._failures % 60 == 0:  # not every second of an outage
+                log.warning(
+                    "plans_not_followed", failures=self._failures,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )  # fmt: skip
             self._start_over()
+            if isinstance(exc, AstDbWriteError):
+                # A change the dialplan may not have: withdraw rather than let the
+                # old plan run out its lease. (A database outage is left to the
+                # lease: those plans were right when the engine last saw the log.)
+                with contextlib.suppress(Exception):
+                    await self._asterisk.set_global_variable(self._variable, "")
+            return False
+        if self._failures:
+            log.info("plans_followed_again", failures=self._failures)
+            self._failures = 0
+        return True
 
     async def step(self) -> None:
         """Push what changed (everything, the first time), then vouch if due."""

@@ -114,7 +114,8 @@ class InboundRouter:
         database changes, for a call with no hops yet and no caller; None when
         it would depend on the call or the clock, so each call must be asked
         about: a PSTN destination (its cap is the balance at call time), a test
-        number (its hour runs out), an unknown number (nothing to keep). A
+        number (its hour runs out), an unknown number or one no customer holds
+        (nothing worth keeping). A
         failed lookup raises (``LookupUnavailable`` or the database's error)."""
         snapshot = await self._directory.snapshot(did)
         if snapshot is None or snapshot.test_expires_at is not None:
@@ -124,6 +125,8 @@ class InboundRouter:
         decision = decide_inbound(
             snapshot, caller_id=None, now=datetime.now(UTC), policy=self._policy
         )
+        if isinstance(decision, Reject) and decision.number_id is None:
+            return None  # not a customer's number (the pool's, say): rare calls, they ask
         return RoutedCall(CallDirection.INBOUND, decision, did, None)
 
 

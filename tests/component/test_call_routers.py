@@ -7,7 +7,8 @@ recorded ones from Asterisk with the dialplan's arguments changed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -130,6 +131,50 @@ async def test_an_inbound_call_at_the_hop_limit_is_refused_as_a_forwarding_loop(
     assert routed.decision == Reject(25, "forwarding_loop", number_id=5, account_id=9)
     assert [entry["event"] for entry in logs] == ["forwarding_loop"]
     assert logs[0]["hops"] == 3 and logs[0]["did"] == "+4930123456"
+
+
+async def test_a_standing_plan_is_the_decision_for_a_call_with_no_caller_and_no_hops() -> None:
+    router = InboundRouter(directory=OneNumber(ACTIVE_DID), policy=RoutingPolicy())
+    standing = await router.standing_plan("+4930123456")
+    assert standing is not None and standing.caller is None
+    assert isinstance(standing.decision, ForwardingPlan) and standing.decision.hops == 0
+    suspended = replace(ACTIVE_DID, balance_minor=-1)
+    routed = await InboundRouter(
+        directory=OneNumber(suspended), policy=RoutingPolicy()
+    ).standing_plan("+4930123456")
+    assert routed is not None and routed.decision == Reject(
+        21, "suspended", number_id=5, account_id=9
+    )
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        replace(ACTIVE_DID, test_expires_at=datetime(2099, 1, 1, tzinfo=UTC)),
+        replace(
+            ACTIVE_DID,
+            destinations=(
+                DestinationFacts(
+                    1, DestinationType.PSTN, "+4915112345678", 20, Rate("49", 5, "EUR")
+                ),
+            ),
+        ),
+        replace(ACTIVE_DID, state=NumberState.AVAILABLE, account_id=None),
+    ],
+    ids=["test-number", "pstn-leg", "nobodys-number"],
+)
+async def test_no_standing_plan_where_each_call_must_be_asked_about(
+    snapshot: NumberSnapshot,
+) -> None:
+    router = InboundRouter(directory=OneNumber(snapshot), policy=RoutingPolicy())
+    assert await router.standing_plan("+4930123456") is None
+    assert await router.standing_plan("+4930999999") is None, "unknown"
+
+
+async def test_a_standing_plan_lookup_that_fails_raises() -> None:
+    router = InboundRouter(directory=NoNumbers(fail=True), policy=RoutingPolicy())
+    with pytest.raises(ConnectionError):
+        await router.standing_plan("+4930123456")
 
 
 async def test_an_outbound_call_dialled_nationally_is_read_in_the_rented_numbers_country() -> None:

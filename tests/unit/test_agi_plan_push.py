@@ -197,8 +197,10 @@ async def test_a_failure_starts_a_new_generation_that_pushes_everything_again(be
     await pub.tick(True)
     bed.plans.fail = True
     bed.changes.changed = frozenset({"+4930111"})
-    await pub.tick(True)
+    vouched = bed.asterisk.values[VARIABLE]
+    assert await pub.tick(True) is False
     assert not pub.vouching and pub.generation == 1764694801, "never the same generation again"
+    assert bed.asterisk.values[VARIABLE] == vouched, "a database outage: left to the lease"
     bed.plans.fail = False
     await pub.tick(True)
     assert bed.asterisk.plan("+4930111").startswith("1764694801|"), "pushed again, new generation"
@@ -237,10 +239,15 @@ async def test_a_batch_asterisk_did_not_confirm_is_pushed_again_in_a_new_generat
     bed.changes.numbers = ["+4930111"]
     bed.plans.of = {"+4930111": forwarding("+4930111")}
     pub = bed.publisher()
-    bed.asterisk.fail_writes = True
     await pub.tick(True)
-    assert not pub.vouching and VARIABLE not in bed.asterisk.values
+    assert pub.vouching
+    bed.changes.changed = frozenset({"+4930111"})
+    bed.plans.of = {"+4930111": forwarding("+4930111", target="sip:b@127.0.0.4")}
+    bed.asterisk.fail_writes = True
+    assert await pub.tick(True) is False
+    assert not pub.vouching and bed.asterisk.values[VARIABLE] == "", "withdrawn at once"
     bed.asterisk.fail_writes = False
     await pub.tick(True)
     assert bed.asterisk.plan("+4930111").startswith("1764694801|"), "pushed, not skipped as same"
-    assert pub.vouching and bed.asterisk.batches == 1
+    assert "sip:b@127.0.0.4" in bed.asterisk.plan("+4930111")
+    assert pub.vouching and bed.asterisk.values[VARIABLE].startswith("1764694801,")
