@@ -60,6 +60,7 @@ from callcontrol.keys import (
     HTTP_CLIENT,
     INTAKE_LAG,
     MAILER,
+    PLAN_PUBLISHER,
     SESSIONS,
     SETTINGS,
     SPOOL,
@@ -394,6 +395,8 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
     reports = HangupReports(part.cdr_folder, keep_s=part.cdr_keep_s)
     astdb = AgiAstDbWriter(_ari_client(app), context=ASTDB_CONTEXT)
     publisher = _plan_publisher(app, astdb) if part.push_plans else None
+    if publisher is not None:
+        app[PLAN_PUBLISHER] = publisher
     executor = AgiExecutor(
         router=call_router(settings, app[SESSIONS]),
         pushed=publisher,

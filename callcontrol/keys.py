@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from callcontrol.agi.plan_push import PlanPublisher
 from callcontrol.ari.stream import AriEventStream
 from callcontrol.domain.shedding import IntakeLag
 from callcontrol.engine.admission import DialplanShedding, SheddingRouter
@@ -36,6 +37,8 @@ DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 ENGINE = web.AppKey("engine", CallEngine)
+PLAN_PUBLISHER = web.AppKey("plan_publisher", PlanPublisher)
+"""The FastAGI executor's pushed plans (``calls.executor = agi``, ``agi.push_plans``)."""
 SPOOL = web.AppKey("spool", Spool)
 SPOOLED = web.AppKey("spooled", SpooledPorts)
 MAILER = web.AppKey("mailer", SpoolingMailer)

@@ -18,7 +18,8 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from callcontrol.keys import DB_ENGINE, ENGINE, SPOOL, CallEngine
+from callcontrol.agi.plan_push import PlanPublisher
+from callcontrol.keys import DB_ENGINE, ENGINE, PLAN_PUBLISHER, SPOOL, CallEngine
 from callcontrol.metrics import CALL_METRICS, CallMetrics
 from callcontrol.repositories.spool import Spool, SpoolKind
 
@@ -41,16 +42,25 @@ async def health(request: web.Request) -> web.Response:
         "lease_holder": lease.holder if lease.held else lease.other,
         "spool_depth": request.app[SPOOL].depth.total if SPOOL in request.app else 0,
     }
+    if PLAN_PUBLISHER in request.app:  # FastAGI: does the dialplan run the pushed plans?
+        body["plans_vouched"] = request.app[PLAN_PUBLISHER].vouching
     return web.json_response(body, status=200 if ari_ok and database_ok else 503)
 
 
 class _Scrape:
     """One scrape: the live engine's state, then the call path's metrics."""
 
-    def __init__(self, engine: CallEngine, calls: CallMetrics, spool: Spool | None) -> None:
+    def __init__(
+        self,
+        engine: CallEngine,
+        calls: CallMetrics,
+        spool: Spool | None,
+        plans: PlanPublisher | None = None,
+    ) -> None:
         self._engine = engine
         self._calls = calls
         self._spool = spool
+        self._plans = plans
 
     def collect(self) -> Iterator[Metric]:
         dispatcher, stream = self._engine.dispatcher, self._engine.stream
@@ -114,6 +124,17 @@ class _Scrape:
         )
         if self._spool is not None:
             yield from spool_metrics(self._spool)
+        if self._plans is not None:
+            yield GaugeMetricFamily(
+                "callcontrol_agi_plans_vouched",
+                "1 while the FastAGI dialplan may run the plans this engine pushed",
+                value=int(self._plans.vouching),
+            )
+            yield CounterMetricFamily(
+                "callcontrol_agi_plans_pushed",
+                "DID plans written into (or cleared from) Asterisk's AstDB",
+                value=self._plans.plans_pushed,
+            )
         yield from self._calls.collect()
 
 
@@ -151,7 +172,10 @@ def spool_metrics(spool: Spool) -> Iterator[Metric]:
 async def metrics(request: web.Request) -> web.StreamResponse:
     """Prometheus text (or OpenMetrics, if the scraper asks for it)."""
     app = request.app
-    scrape = _Scrape(app[ENGINE], app[CALL_METRICS], app[SPOOL] if SPOOL in app else None)
+    scrape = _Scrape(
+        app[ENGINE], app[CALL_METRICS], app[SPOOL] if SPOOL in app else None,
+        app[PLAN_PUBLISHER] if PLAN_PUBLISHER in app else None,
+    )  # fmt: skip
     return await make_aiohttp_handler(scrape)(request)
 
 

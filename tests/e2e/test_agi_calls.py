@@ -105,6 +105,8 @@ def test_a_forwarded_call_runs_the_plan_the_engine_pushed_with_no_request(
         data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
     )
     _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
+    assert agi_engine.health()["plans_vouched"] is True
+    assert "callcontrol_agi_plans_vouched 1.0" in agi_engine.metrics()
     far = Sipp(
         "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=40
     ).start().wait_ready()  # fmt: skip
