@@ -86,11 +86,19 @@ def live_server(fresh_db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     thread.join(30)
 
 
+_FRAMING = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+
+
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_its_spec_says_and_never_5xx(
     case: schemathesis.Case, live_server: LiveServer
 ) -> None:
+    if case.headers:
+        # Generated junk headers may include HTTP framing ones (a Content-Length
+        # of "A:/s;2QPL:p!H"): aiohttp's parser answers 400 before any route,
+        # which tests the HTTP library, not the API's spec.
+        case.headers = {k: v for k, v in case.headers.items() if k.lower() not in _FRAMING}
     for token in (live_server.operator, live_server.customer):
         case.call_and_validate(
             base_url=live_server.url,
