@@ -90,6 +90,8 @@ class AgiAstDbWriter:
             ) from exc
         finally:
             self._batches.pop(number, None)
+            if not batch.done.done():
+                batch.done.cancel()  # a request still writing it stops at its next entry
 
     async def serve(self, session: AgiSession) -> None:
         """The FastAGI script ``astdb``: write the batch its first argument names."""
@@ -98,6 +100,8 @@ class AgiAstDbWriter:
             return
         try:
             for key, value in batch.entries:
+                if batch.done.done():
+                    return  # its waiter gave up
                 if value is None:
                     await session.command(database_del(batch.family, key))  # 0: was not there
                     continue
@@ -111,4 +115,5 @@ class AgiAstDbWriter:
                     exc if isinstance(exc, Exception) else AstDbWriteError("cancelled")
                 )
             raise
-        batch.done.set_result(None)
+        if not batch.done.done():
+            batch.done.set_result(None)
