@@ -11,7 +11,8 @@ DID's *standing plan* in Asterisk's own database (AstDB, written over FastAGI:
 - Only a decision that depends on nothing but the database is pushed
   (``InboundRouter.standing_plan``): no PSTN leg (its cap is the balance at
   call time), no test number (its hour runs out), a known number. Every other
-  call still asks the engine; so do outbound calls and calls with hops.
+  call still asks the engine; so do outbound calls and calls at the hop
+  limit (a forwarding loop; with fewer hops the dialplan adds one per leg).
 - The database logs every change that a snapshot depends on, by triggers,
   whoever writes it (API, CLI, billing run: ``repositories/routing_changes``);
   the publisher reads that log every ``poll_s`` and pushes the changed DIDs'
