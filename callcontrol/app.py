@@ -393,10 +393,11 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
     settings, spooled, part = app[SETTINGS], app[SPOOLED], app[SETTINGS].agi
     jobs = TaskSupervisor("agi-jobs")
     reports = HangupReports(part.cdr_folder, keep_s=part.cdr_keep_s)
-    astdb = AgiAstDbWriter(_ari_client(app), context=ASTDB_CONTEXT)
-    publisher = _plan_publisher(app, astdb) if part.push_plans else None
-    if publisher is not None:
-        app[PLAN_PUBLISHER] = publisher
+    publisher: PlanPublisher | None = None
+    astdb: AgiAstDbWriter | None = None
+    if part.push_plans:
+        astdb = AgiAstDbWriter(_ari_client(app), context=ASTDB_CONTEXT)
+        publisher = app[PLAN_PUBLISHER] = _plan_publisher(app, astdb)
     executor = AgiExecutor(
         router=call_router(settings, app[SESSIONS]),
         pushed=publisher,
@@ -408,8 +409,11 @@ async def _agi_server(app: web.Application) -> AsyncIterator[None]:
         intake_lag=app[INTAKE_LAG],
     )  # fmt: skip
     executor.prepare()
+    handlers = executor.handlers()
+    if astdb is not None:
+        handlers[ASTDB_SCRIPT] = astdb.serve
     server = AgiServer(
-        {**executor.handlers(), ASTDB_SCRIPT: astdb.serve}, host=part.host, port=part.port,
+        handlers, host=part.host, port=part.port,
         header_timeout_s=part.header_timeout_s, command_timeout_s=part.command_timeout_s,
     )  # fmt: skip
     await server.start()

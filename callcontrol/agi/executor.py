@@ -118,7 +118,6 @@ class AgiExecutor:
         self._decided: OrderedDict[str, _Decided] = OrderedDict()
         self.calls_decided = 0
         self.calls_finished = 0
-        self.calls_from_pushed_plans = 0
 
     def handlers(self) -> dict[str, AgiHandler]:
         """The scripts the dialplan asks for: ``agi://host:port/<script>``."""
@@ -244,7 +243,6 @@ class AgiExecutor:
         routed = self._pushed.decision_of(facts.plan_version)
         if routed is None:
             return None
-        self.calls_from_pushed_plans += 1
         return _Decided(
             replace(routed, caller=facts.party or None), facts.started_at or facts.ended_at
         )

@@ -197,6 +197,25 @@ def decide_inbound(
     )
 
 
+def standing_decision(
+    snapshot: NumberSnapshot | None, *, now: datetime, policy: RoutingPolicy
+) -> Decision | None:
+    """The decision every call to the number gets while its snapshot stays the
+    same (a call with no hops yet and no caller), or None when it would depend
+    on the call or the clock, so each call must be decided on its own: a PSTN
+    destination (its cap is the balance at call time), a test number (its hour
+    runs out), an unknown number or one no customer holds (nothing worth
+    keeping: such calls are rare)."""
+    if snapshot is None or snapshot.test_expires_at is not None:
+        return None
+    if any(d.type is DestinationType.PSTN for d in snapshot.destinations):
+        return None
+    decision = decide_inbound(snapshot, caller_id=None, now=now, policy=policy)
+    if isinstance(decision, Reject) and decision.number_id is None:
+        return None
+    return decision
+
+
 def _owners_reject(snapshot: NumberSnapshot, cause: int, reason: str) -> Reject:
     """A refusal of a number its account still holds: its statistics show the call."""
     return Reject(cause, reason, number_id=snapshot.number_id, account_id=snapshot.account_id)

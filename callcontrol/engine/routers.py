@@ -28,8 +28,14 @@ from callcontrol.domain.contract import (
     parse_hops,
 )
 from callcontrol.domain.outbound import OutboundPolicy, decide_outbound, dialled_destination
-from callcontrol.domain.routing import ForwardingPlan, Reject, RoutingPolicy, decide_inbound
-from callcontrol.domain.vocabulary import CallDirection, DestinationType
+from callcontrol.domain.routing import (
+    ForwardingPlan,
+    Reject,
+    RoutingPolicy,
+    decide_inbound,
+    standing_decision,
+)
+from callcontrol.domain.vocabulary import CallDirection
 from callcontrol.engine.ports import LookupUnavailable, NumberDirectory, SipAccountDirectory
 
 log = structlog.get_logger(__name__)
@@ -110,24 +116,11 @@ class InboundRouter:
         return replace(routed, decision=decision)
 
     async def standing_plan(self, did: str) -> RoutedCall | None:
-        """The decision every call to ``did`` (E.164) gets while nothing in the
-        database changes, for a call with no hops yet and no caller; None when
-        it would depend on the call or the clock, so each call must be asked
-        about: a PSTN destination (its cap is the balance at call time), a test
-        number (its hour runs out), an unknown number or one no customer holds
-        (nothing worth keeping). A
-        failed lookup raises (``LookupUnavailable`` or the database's error)."""
+        """``standing_decision`` for ``did`` (E.164) as a routed call; a failed
+        lookup raises (``LookupUnavailable`` or the database's error)."""
         snapshot = await self._directory.snapshot(did)
-        if snapshot is None or snapshot.test_expires_at is not None:
-            return None
-        if any(d.type is DestinationType.PSTN for d in snapshot.destinations):
-            return None
-        decision = decide_inbound(
-            snapshot, caller_id=None, now=datetime.now(UTC), policy=self._policy
-        )
-        if isinstance(decision, Reject) and decision.number_id is None:
-            return None  # not a customer's number (the pool's, say): rare calls, they ask
-        return RoutedCall(CallDirection.INBOUND, decision, did, None)
+        decision = standing_decision(snapshot, now=datetime.now(UTC), policy=self._policy)
+        return None if decision is None else RoutedCall(CallDirection.INBOUND, decision, did, None)
 
 
 class OutboundRouter:

@@ -40,16 +40,10 @@ CALLER_NUMBER = "4915112345678"
 def test_engine_not_running_gives_503_not_603(
     agi_engine: EngineProcess, data: Seeder, workdir: Path
 ) -> None:
-    did = data.number(
-        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
-    )
+    did = _forwarded_did(data)
     agi_engine.stop()
     try:
-        result = Sipp(
-            "caller_expect_code.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
-            keys={"caller": CALLER_NUMBER}, variables={"expected": "503"}, timeout_s=20,
-        ).run()  # fmt: skip
-        assert result.ok, result.describe()
+        _expect_code(did, "503", workdir)
     finally:
         agi_engine.start()
     assert data.cdrs_for(did) == []  # nobody decided the call: no engine, no CDR
@@ -101,9 +95,7 @@ def test_a_forwarded_call_runs_the_plan_the_engine_pushed_with_no_request(
     """The DID's standing plan is in AstDB before the call: the dialplan runs it
     without asking (no decision is logged for the call), and the CDR still has
     the call's legs and its caller."""
-    did = data.number(
-        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
-    )
+    did = _forwarded_did(data)
     _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
     assert agi_engine.health()["plans_vouched"] is True
     assert "callcontrol_agi_plans_vouched 1.0" in agi_engine.metrics()
@@ -128,19 +120,13 @@ def test_a_suspension_reaches_the_pushed_plan_within_a_second(
 ) -> None:
     """Written straight into the database (as another process would): the
     change log's trigger sees it, the engine pushes the new plan (reject 21)."""
-    did = data.number(
-        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
-    )
+    did = _forwarded_did(data)
     _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
     changed = time.monotonic()
     data.set_state(did, NumberState.SUSPENDED)
     _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_CAUSE=21,CC_PHASE=done,CC_ACTION=reject")
     assert time.monotonic() - changed < 1.5, "the change took longer than a second to arrive"
-    result = Sipp(
-        "caller_expect_code.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
-        keys={"caller": CALLER_NUMBER}, variables={"expected": "403"}, timeout_s=20,
-    ).run()  # fmt: skip
-    assert result.ok, result.describe()
+    _expect_code(did, "403", workdir)
     assert data.wait_for_cdr(did)["reject_reason"] == "suspended"
 
 
@@ -150,9 +136,7 @@ def test_a_killed_engine_plans_serve_for_the_lease_then_calls_get_503(
     """kill -9: nobody withdraws the plans. Calls within the lease are still
     forwarded by them (their reports wait on the node); after it, the dialplan
     asks, nobody answers, 503. The engine back: the waiting report is a CDR."""
-    did = data.number(
-        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
-    )
+    did = _forwarded_did(data)
     _wait_for_pushed_plan(asterisk, agi_engine, did, "CC_ACTION=forward")
     agi_engine.kill()
     killed = time.monotonic()
@@ -168,11 +152,7 @@ def test_a_killed_engine_plans_serve_for_the_lease_then_calls_get_503(
         assert caller.ok, f"forwarded {time.monotonic() - killed:.1f}s after the kill"
         assert far.wait(15).ok
         time.sleep(max(0.0, PLANS_LEASE_S + 1.5 - (time.monotonic() - killed)))
-        result = Sipp(
-            "caller_expect_code.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
-            keys={"caller": CALLER_NUMBER}, variables={"expected": "503"}, timeout_s=20,
-        ).run()  # fmt: skip
-        assert result.ok, result.describe()
+        _expect_code(did, "503", workdir)
     finally:
         agi_engine.start()
     cdr = data.wait_for_cdr(did)  # the forwarded one; the 503 was nobody's decision
@@ -180,6 +160,22 @@ def test_a_killed_engine_plans_serve_for_the_lease_then_calls_get_503(
 
 
 PLANS_LEASE_S = 5.0  # settings agi.plans_lease_s, the default
+
+
+def _forwarded_did(data: Seeder) -> str:
+    """A new customer's DID forwarded to the far end at FAR_A:5080."""
+    return data.number(
+        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
+    )
+
+
+def _expect_code(did: str, code: str, workdir: Path) -> None:
+    """A carrier's call to ``did`` gets the final ``code``, nothing else."""
+    result = Sipp(
+        "caller_expect_code.xml", CARRIER, 5070, workdir, remote=ASTERISK, service=did,
+        keys={"caller": CALLER_NUMBER}, variables={"expected": code}, timeout_s=20,
+    ).run()  # fmt: skip
+    assert result.ok, result.describe()
 
 
 def _wait_for_pushed_plan(
@@ -209,9 +205,7 @@ def _answered_call(
 ) -> tuple[str, Sipp, Sipp]:
     """A DID forwarded to a far end that answers, and a carrier's call to it from
     ``caller_number`` (started, not awaited): the DID, the far end, the caller."""
-    did = data.number(
-        data.account(), destinations=[(DestinationType.SIP_URI, f"sip:alice@{FAR_A}:5080", 10)]
-    )
+    did = _forwarded_did(data)
     far = Sipp(
         "far_answer.xml", FAR_A, 5080, workdir, variables={"answer_ms": "100"}, timeout_s=40
     ).start().wait_ready()  # fmt: skip
